@@ -1,0 +1,60 @@
+"""SensorHub: a Pyramid service that collects events from sensors.
+
+The core knows no plugin. It defines the contracts (settings, request ID, errors, storage,
+health, domain events, identity) and plugins named in ``sensorhub.plugins`` implement features.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import structlog
+from pyramid.config import Configurator
+
+from .__version__ import __version__
+from .plugins import include_plugins
+from .settings import StartupError, settings_table
+
+__all__ = ["__version__", "main", "make_app"]
+
+
+def main(global_config, **settings):
+    """The ``paste.app_factory`` (``use = egg:sensorhub``): pserve, bootstrap and WSGI servers.
+
+    A configuration mistake stops start-up with one line that says what to fix.
+    """
+    try:
+        return make_app(settings, environ=os.environ)
+    except StartupError as error:
+        raise SystemExit(f"sensorhub: cannot start: {error}") from None
+
+
+def make_app(settings: Mapping, environ: Mapping[str, str] | None = None):
+    """Build the WSGI app from raw ini ``settings`` and an ``environ`` (tests inject one)."""
+    config = Configurator(settings=dict(settings))
+    config.registry["sensorhub.environ"] = dict(environ if environ is not None else os.environ)
+    config.include(".settings")  # first: every include below declares its settings in the table
+    config.include(".renderers")  # orjson-backed "json" renderer for every view
+    config.include(".server")  # host/port/threads, read by the server runner
+    config.include(".request_id")  # outermost tween: every response and log line has the ID
+    config.include(".errors")  # problem+json bodies for every error, with the request ID
+    config.include(".db")  # engine, request.dbsession, pyramid_tm + pyramid_retry
+    config.include(".health")  # /healthz, /readyz and the add_health_check directive
+    config.include(".sensor_info")  # fields plugins add to a sensor's self-description
+    config.include(".api")  # GET /api/v1/ and the add_api_capability directive
+    config.include(".migrations")  # the add_migrations directive for plugins with tables
+    config.include(".plugins")  # the sensorhub.plugins setting
+    # Commit the core before plugins: its contracts exist when they run, and a plugin's
+    # registration overrides the core's instead of conflicting with it.
+    config.commit()
+    include_plugins(config)
+    _warn_about_undeclared_settings(config)
+    return config.make_wsgi_app()
+
+
+def _warn_about_undeclared_settings(config) -> None:
+    log = structlog.get_logger(__name__)
+    for key, close in settings_table(config.registry).undeclared_keys():
+        log.warning("unknown_setting", key=key, did_you_mean=close,
+                    hint="a typo, or a setting of a plugin that is not loaded")

@@ -1,0 +1,159 @@
+"""Storage wiring: engine, session factory, the request's transaction-bound session.
+
+The shape is the Pyramid starter's: ``get_engine``, ``get_session_factory``, ``get_tm_session``
+and a reified ``request.dbsession`` joined to ``request.tm`` (pyramid_tm with the explicit
+manager, pyramid_retry around it). Because pyramid_tm commits before the response leaves, a 2xx
+means committed, and a failed commit becomes an error response.
+
+SQLite (the embedded default) is opened for safe concurrent use: WAL, ``busy_timeout``, foreign
+keys on, and every transaction started with ``BEGIN IMMEDIATE``. A deferred transaction that reads
+and then writes fails at once with "database is locked" when another writer got there first,
+whatever the busy timeout; taking the write lock up front makes writers queue instead. A caller
+that only reads may opt out per connection with the execution option
+``sqlite_begin="DEFERRED"`` (the readiness check does).
+
+``sensorhub.database.sqlite_synchronous`` picks what an acknowledged write survives on SQLite:
+FULL (default) survives process crash and power loss; NORMAL survives a process crash but may
+lose the last transactions on power loss. PostgreSQL: with ``synchronous_commit=on`` (its
+default) an acknowledged commit survives both.
+
+Test hooks: a ``dbengine`` key in the settings replaces the engine (share one across apps), and
+an environ key ``sensorhub.dbsession`` replaces ``request.dbsession`` (a test's own session bound
+to a doomed transaction manager, so every test rolls back).
+"""
+
+from __future__ import annotations
+
+import zope.sqlalchemy
+from sqlalchemy import engine_from_config, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from .settings import Setting, as_choice, as_database_url, as_duration, as_int
+
+DBSESSION_ENVIRON_KEY = "sensorhub.dbsession"
+
+SETTINGS = (
+    Setting("sensorhub.database.url", as_database_url, "sqlite:///var/sensorhub.sqlite",
+            "SQLAlchemy database URL: sqlite:///path (embedded) or postgresql+psycopg://…",
+            secret=True),
+    Setting("sensorhub.database.pool_size", as_int(1, 200), 10,
+            "connections kept open per process (PostgreSQL)"),
+    Setting("sensorhub.database.max_overflow", as_int(0, 200), 10,
+            "extra connections allowed above pool_size under load (PostgreSQL)"),
+    Setting("sensorhub.database.pool_timeout", as_duration, 5.0,
+            "how long a request waits for a free connection before answering 503"),
+    Setting("sensorhub.database.connect_timeout", as_duration, 5.0,
+            "how long to wait for the database server to accept a connection"),
+    Setting("sensorhub.database.statement_timeout", as_duration, 30.0,
+            "PostgreSQL statement_timeout: a stuck query becomes an error, not a hung thread"),
+    Setting("sensorhub.database.sqlite_busy_timeout", as_duration, 5.0,
+            "SQLite: how long a writer waits for the lock before giving up"),
+    Setting("sensorhub.database.sqlite_synchronous", as_choice("full", "normal"), "full",
+            "SQLite durability: full survives power loss, normal only a process crash"),
+    Setting("sensorhub.database.retry_attempts", as_int(1, 10), 3,
+            "attempts per request on a transient database conflict (pyramid_retry)"),
+)
+
+
+def get_engine(settings) -> Engine:
+    """Build the engine from the typed ``sensorhub.database.*`` settings."""
+    url = make_url(settings["sensorhub.database.url"])
+    options: dict = {"sqlalchemy.url": url, "sqlalchemy.pool_pre_ping": True,
+                     "sqlalchemy.hide_parameters": True}
+    if url.get_backend_name() == "sqlite":
+        _ensure_sqlite_directory(url)
+        options["sqlalchemy.connect_args"] = {
+            "timeout": settings["sensorhub.database.sqlite_busy_timeout"],
+            "check_same_thread": False,
+        }
+    else:
+        options.update({
+            "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
+            "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
+            "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
+        })
+        if url.get_backend_name() == "postgresql":
+            statement_ms = int(settings["sensorhub.database.statement_timeout"] * 1000)
+            options["sqlalchemy.connect_args"] = {
+                "connect_timeout": max(1, int(settings["sensorhub.database.connect_timeout"])),
+                "options": f"-c statement_timeout={statement_ms}",
+                "application_name": "sensorhub",
+            }
+    engine = engine_from_config(options, prefix="sqlalchemy.")
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, settings)
+    return engine
+
+
+def _ensure_sqlite_directory(url) -> None:
+    from pathlib import Path
+
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: Engine, settings) -> None:
+    busy_ms = int(settings["sensorhub.database.sqlite_busy_timeout"] * 1000)
+    synchronous = settings["sensorhub.database.sqlite_synchronous"].upper()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def get_session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def get_tm_session(session_factory: sessionmaker, transaction_manager, request=None) -> Session:
+    """A session joined to ``transaction_manager``: it commits or aborts with the transaction.
+
+    In a request, use ``request.dbsession`` (this, bound to ``request.tm``). In a script::
+
+        with transaction.manager as tm:
+            dbsession = get_tm_session(session_factory, tm)
+            dbsession.add(...)
+
+    or, through ``bootstrap``, ``with env["request"].tm: env["request"].dbsession...``.
+    ``session.info["request"]`` is the request when there is one.
+    """
+    dbsession = session_factory(info={"request": request})
+    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    return dbsession
+
+
+def _request_dbsession(request) -> Session:
+    dbsession = request.environ.get(DBSESSION_ENVIRON_KEY)  # test hook
+    if dbsession is None:
+        dbsession = get_tm_session(request.registry["dbsession_factory"], request.tm,
+                                   request=request)
+    return dbsession
+
+
+def includeme(config) -> None:
+    config.declare_settings(*SETTINGS)
+    settings = config.get_settings()
+    # pyramid_tm: one transaction per request, committed before the response leaves; the
+    # explicit manager makes a stray access outside a request an error instead of a leak.
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    settings["retry.attempts"] = settings["sensorhub.database.retry_attempts"]
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+
+    engine = settings.get("dbengine") or get_engine(settings)  # "dbengine": test hook
+    config.registry["dbengine"] = engine
+    config.registry["dbsession_factory"] = get_session_factory(engine)
+    config.add_request_method(_request_dbsession, "dbsession", reify=True)

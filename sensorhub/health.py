@@ -1,0 +1,85 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``).
+
+``/healthz`` answers 200 while the process can serve at all; it touches nothing else, so an
+orchestrator never restarts a healthy process because the database blinked.
+``/readyz`` runs every registered check concurrently with a timeout and answers 503 with each
+failing check's reason, so a load balancer stops sending traffic until the backing services
+are back. The core registers ``database``; plugins add theirs::
+
+    config.add_health_check("queue", lambda request: None)  # raise (or return a str) to fail
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+
+from sqlalchemy import text
+
+from .errors import problem_response
+from .settings import Setting, as_duration
+
+HealthCheck = Callable[[object], "str | None"]
+_REGISTRY_KEY = "sensorhub.health_checks"
+_EXECUTOR_KEY = "sensorhub.health_executor"
+
+
+def add_health_check(config, name: str, check: HealthCheck) -> None:
+    config.registry[_REGISTRY_KEY][name] = config.maybe_dotted(check)
+
+
+def database_check(request) -> None:
+    # DEFERRED: a readiness probe must not queue behind writers for SQLite's write lock.
+    engine = request.registry["dbengine"]
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def healthz(request):
+    return {"status": "ok"}
+
+
+def readyz(request):
+    checks = request.registry[_REGISTRY_KEY]
+    timeout = request.registry.settings["sensorhub.health.timeout"]
+    executor = request.registry[_EXECUTOR_KEY]
+    futures = {name: executor.submit(check, request) for name, check in checks.items()}
+    done, _ = concurrent.futures.wait(futures.values(), timeout=timeout)
+    results = {}
+    for name, future in futures.items():
+        if future not in done:
+            results[name] = f"timed out after {timeout:g}s"
+        elif future.exception() is not None:
+            error = future.exception()
+            results[name] = f"{type(error).__name__}: {_first_line(error)}"
+        else:
+            results[name] = future.result() or "ok"
+    failing = {name: reason for name, reason in results.items() if reason != "ok"}
+    if failing:
+        detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(failing.items()))
+        return problem_response(request, 503, f"not ready: {detail}",
+                                errors=[{"path": name, "message": reason}
+                                        for name, reason in sorted(failing.items())],
+                                headers={"Retry-After": "5"})
+    return {"status": "ok", "checks": results}
+
+
+def _first_line(error: BaseException) -> str:
+    # Driver messages can be long and multi-line; the first line names the problem.
+    return (str(error).strip().splitlines() or [""])[0][:200]
+
+
+def includeme(config) -> None:
+    config.declare_settings(Setting("sensorhub.health.timeout", as_duration, 2.0,
+                                "how long /readyz waits for each check before calling it failed"))
+    config.registry[_REGISTRY_KEY] = {}
+    config.registry[_EXECUTOR_KEY] = concurrent.futures.ThreadPoolExecutor(
+        max_workers=4, thread_name_prefix="readyz")
+    config.add_directive("add_health_check", add_health_check)
+    config.add_health_check("database", database_check)
+    config.add_route("healthz", "/healthz")
+    config.add_route("readyz", "/readyz")
+    config.add_view(healthz, route_name="healthz", request_method=("GET", "HEAD"),
+                    renderer="json")
+    config.add_view(readyz, route_name="readyz", request_method=("GET", "HEAD"),
+                    renderer="json")

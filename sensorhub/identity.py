@@ -1,0 +1,35 @@
+"""Who is calling: the identity contract between an auth plugin and everyone else.
+
+An auth plugin sets a Pyramid security policy whose ``identity(request)`` returns one of these
+(or ``None``) and whose ``permits`` grants the permissions below. Other code reads
+``request.identity`` and declares ``permission=`` on views; it never imports the auth plugin.
+
+A policy may also offer ``challenge_headers(request) -> dict`` (e.g. ``WWW-Authenticate``);
+the core's 401 response uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# View permissions.
+SENSOR = "sensor"  # the caller is an enabled sensor acting as itself
+ADMIN = "admin"  # the caller holds admin credentials
+
+
+@dataclass(frozen=True)
+class SensorIdentity:
+    sensor_id: str
+    name: str = ""
+    token_id: str | None = None  # which of the sensor's tokens was used, for audit and logs
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    name: str = "admin"
+
+
+def sensor_id_of(request) -> str | None:
+    """The calling sensor's id, or None (anonymous, admin)."""
+    identity = request.identity
+    return identity.sensor_id if isinstance(identity, SensorIdentity) else None

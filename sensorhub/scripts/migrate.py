@@ -1,0 +1,32 @@
+"""``sensorhub-admin migrate <ini>``: bring the database schema up to date (Alembic heads)."""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+
+from .. import migrations
+from .admin import add_config_uri
+
+log = structlog.get_logger(__name__)
+
+
+class MigrateCommand:
+    help = "create or upgrade the database schema (safe to run repeatedly)"
+
+    def add_arguments(self, parser) -> None:
+        add_config_uri(parser)
+
+    def run(self, args, env) -> None:
+        registry = env["registry"]
+        engine = registry["dbengine"]
+        locations = migrations.migration_locations(registry)
+        before = migrations.current_heads(engine)
+        migrations.upgrade(engine, locations)
+        after = migrations.current_heads(engine)
+        log.info("database_migrated", before=sorted(before), after=sorted(after))
+        sys.stdout.write(f"database at {', '.join(sorted(after))}\n")
+
+
+command = MigrateCommand()

@@ -1,0 +1,278 @@
+"""Declared settings: one table, every key typed, every key overridable from the environment.
+
+The core and each plugin declare their keys with ``config.declare_settings(Setting(...), ...)``.
+A declared key is resolved at once, in this order of precedence:
+
+    environment (``SENSORHUB_<AREA>_<NAME>``)  >  ini (``sensorhub.<area>.<name>``)  >  default
+
+and the *typed* value is written back into ``registry.settings`` (so ``"false"`` from an ini is
+``False``, never a truthy string). Where each value came from is remembered, for
+``sensorhub-admin settings <ini>``.
+
+A bad value or a missing required setting raises :class:`SettingError`, whose message is one
+line naming the key, the environment variable, the offending value and what was expected.
+
+Invariants:
+- a key is declared once; declaring it twice is a programming error (``ValueError``);
+- secrets are never shown: :meth:`SettingsTable.display_value` masks them;
+- the environment mapping is injected (``make_app(settings, environ=...)``), so tests never
+  touch ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyramid.exceptions import ConfigurationError
+from sqlalchemy.engine import make_url
+
+_REQUIRED = object()
+
+
+class StartupError(ConfigurationError):
+    """A problem an operator must fix before SensorHub can start; its message says how."""
+
+
+class SettingError(StartupError):
+    """A setting is missing or has a value of the wrong type."""
+
+
+# --- parsers: each takes the raw string and returns a typed value, or raises ValueError whose
+# --- message says what was expected ("an integer", "one of: json, console").
+
+
+def as_str(raw: str) -> str:
+    return raw.strip()
+
+
+def as_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+def as_list(raw: str) -> list[str]:
+    """Space- or comma-separated words (``"auth, ingest"`` and ``"auth ingest"`` are alike)."""
+    return [word for word in re.split(r"[\s,]+", raw.strip()) if word]
+
+
+def as_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(_expected("an integer", minimum, maximum)) from None
+        _check_range(value, minimum, maximum, "an integer")
+        return value
+
+    return parse
+
+
+def as_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(_expected("a number", minimum, maximum)) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a finite number")
+        _check_range(value, minimum, maximum, "a number")
+        return value
+
+    return parse
+
+
+def as_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError("one of: " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def as_duration(raw: str) -> float:
+    """Seconds, from ``"250ms"``, ``"30s"``, ``"5m"``, ``"12h"``, ``"30d"`` or a bare number."""
+    match = _DURATION.fullmatch(raw.strip().lower())
+    if not match:
+        raise ValueError("a duration such as 500ms, 30s, 5m, 12h or 30d")
+    return float(match["number"]) * _DURATION_UNITS[match["unit"]]
+
+
+_SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|kib|mb|mib|gb|gib)?")
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def as_size(raw: str) -> int:
+    """Bytes, from ``"1MiB"``, ``"64KiB"``, ``"1000"``."""
+    match = _SIZE.fullmatch(raw.strip().lower())
+    if not match:
+        raise ValueError("a size in bytes such as 65536, 64KiB or 1MiB")
+    return int(match["number"]) * _SIZE_UNITS[match["unit"]]
+
+
+def as_database_url(raw: str) -> str:
+    try:
+        make_url(raw.strip())
+    except Exception:
+        raise ValueError("an SQLAlchemy URL such as sqlite:///var/sensorhub.sqlite or "
+                         "postgresql+psycopg://user@127.0.0.1/sensorhub") from None
+    return raw.strip()
+
+
+def _expected(kind: str, minimum: Any, maximum: Any) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{kind} >= {minimum}"
+    if maximum is not None:
+        return f"{kind} <= {maximum}"
+    return kind
+
+
+def _check_range(value: Any, minimum: Any, maximum: Any, kind: str) -> None:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(_expected(kind, minimum, maximum))
+
+
+# --- the table
+
+
+def env_name_for(key: str) -> str:
+    """``sensorhub.ingest.max_events`` -> ``SENSORHUB_INGEST_MAX_EVENTS``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).upper()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting. ``default`` is already typed; leave it out to make the key required."""
+
+    key: str
+    parse: Callable[[str], Any] = as_str
+    default: Any = _REQUIRED
+    help: str = ""
+    secret: bool = False
+    env: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.env or env_name_for(self.key)
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class ResolvedSetting:
+    setting: Setting
+    value: Any
+    source: str  # "env", "ini" or "default"
+    owner: str  # "core" or the plugin that declared it
+
+
+class SettingsTable:
+    """Every declared setting with its effective value and where that value came from."""
+
+    def __init__(self, raw: Mapping[str, Any], environ: Mapping[str, str]):
+        self._raw = dict(raw)
+        self._environ = environ
+        self._resolved: dict[str, ResolvedSetting] = {}
+
+    def declare(self, settings: Iterable[Setting], owner: str) -> dict[str, Any]:
+        values = {}
+        for setting in settings:
+            if setting.key in self._resolved:
+                raise ValueError(f"setting {setting.key} is declared twice "
+                                 f"(by {self._resolved[setting.key].owner} and {owner})")
+            resolved = self._resolve(setting, owner)
+            self._resolved[setting.key] = resolved
+            values[setting.key] = resolved.value
+        return values
+
+    def _resolve(self, setting: Setting, owner: str) -> ResolvedSetting:
+        if setting.env_name in self._environ:
+            raw, source = self._environ[setting.env_name], "env"
+        elif setting.key in self._raw:
+            raw, source = self._raw[setting.key], "ini"
+        elif setting.required:
+            raise SettingError(
+                f"missing required setting {setting.key}: set {setting.env_name} in the "
+                f"environment or {setting.key} in the ini file ({setting.help or 'no help'})")
+        else:
+            return ResolvedSetting(setting, setting.default, "default", owner)
+        if not isinstance(raw, str):  # a typed value passed in by code (tests, make_app callers)
+            return ResolvedSetting(setting, raw, source, owner)
+        try:
+            value = setting.parse(raw)
+        except ValueError as error:
+            shown = "***" if setting.secret else repr(raw)
+            where = f"env {setting.env_name}" if source == "env" else f"ini key {setting.key}"
+            raise SettingError(
+                f"invalid setting {setting.key} (env {setting.env_name}): {where} is {shown}, "
+                f"expected {error}") from None
+        return ResolvedSetting(setting, value, source, owner)
+
+    def __iter__(self):
+        return iter(self._resolved.values())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._resolved
+
+    def undeclared_keys(self, prefix: str = "sensorhub.") -> list[tuple[str, str | None]]:
+        """Ini keys under ``prefix`` that nobody declared, each with the closest declared key."""
+        unknown = []
+        for key in sorted(self._raw):
+            if key.startswith(prefix) and key not in self._resolved:
+                close = difflib.get_close_matches(key, list(self._resolved), n=1)
+                unknown.append((key, close[0] if close else None))
+        return unknown
+
+    @staticmethod
+    def display_value(resolved: ResolvedSetting) -> str:
+        value = resolved.value
+        if resolved.setting.secret and value not in (None, ""):
+            if isinstance(value, str) and "://" in value:
+                return make_url(value).render_as_string(hide_password=True)
+            return "********"
+        if isinstance(value, list):
+            return " ".join(str(item) for item in value)
+        return "" if value is None else str(value)
+
+
+def declare_settings(config, *settings: Setting) -> None:
+    """Config directive: declare settings and write their typed values into registry.settings.
+
+    Called by the core and by each plugin's ``includeme`` before it reads its own keys::
+
+        config.declare_settings(Setting("sensorhub.ingest.max_events", as_int(1), 1000, "..."))
+        limit = config.registry.settings["sensorhub.ingest.max_events"]
+    """
+    owner = getattr(config, "package_name", None) or "core"
+    owner = "core" if owner.startswith("sensorhub") else owner
+    values = config.registry["sensorhub.settings_table"].declare(settings, owner)
+    config.registry.settings.update(values)
+
+
+def settings_table(registry) -> SettingsTable:
+    return registry["sensorhub.settings_table"]
+
+
+def includeme(config) -> None:
+    """Create the table for this app; ``make_app`` puts the environ in the registry first."""
+    environ = config.registry.get("sensorhub.environ", {})
+    config.registry["sensorhub.settings_table"] = SettingsTable(config.registry.settings, environ)
+    config.add_directive("declare_settings", declare_settings)
