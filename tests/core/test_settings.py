@@ -1,0 +1,120 @@
+"""Settings: declared, typed, env > ini > default, and errors an operator can act on."""
+
+import pytest
+
+from sensorhub.settings import (
+    Setting,
+    SettingError,
+    SettingsTable,
+    as_bool,
+    as_duration,
+    as_int,
+    as_list,
+    as_size,
+    env_name_for,
+)
+
+PORT = Setting("sensorhub.port", as_int(0, 65535), 6543, "TCP port")
+PARTIAL = Setting("sensorhub.ingest.partial", as_bool, False, "accept batches in part")
+TOKEN = Setting("sensorhub.auth.admin_token", default="", secret=True, env="SENSORHUB_ADMIN_TOKEN")
+
+
+def resolve(setting, ini=None, env=None):
+    table = SettingsTable(ini or {}, env or {})
+    table.declare([setting], owner="tests")
+    return next(iter(table))
+
+
+def test_env_name_is_derived_from_the_key():
+    assert env_name_for("sensorhub.ingest.max_events") == "SENSORHUB_INGEST_MAX_EVENTS"
+    assert PORT.env_name == "SENSORHUB_PORT"
+    assert TOKEN.env_name == "SENSORHUB_ADMIN_TOKEN"
+
+
+def test_environment_wins_over_ini_which_wins_over_default():
+    assert (resolve(PORT).value, resolve(PORT).source) == (6543, "default")
+    from_ini = resolve(PORT, ini={"sensorhub.port": "7000"})
+    assert (from_ini.value, from_ini.source) == (7000, "ini")
+    from_env = resolve(PORT, ini={"sensorhub.port": "7000"}, env={"SENSORHUB_PORT": "8000"})
+    assert (from_env.value, from_env.source) == (8000, "env")
+
+
+def test_false_in_an_ini_is_false_not_a_truthy_string():
+    assert resolve(PARTIAL, ini={"sensorhub.ingest.partial": "false"}).value is False
+    assert resolve(PARTIAL, env={"SENSORHUB_INGEST_PARTIAL": "yes"}).value is True
+
+
+def test_a_bad_value_names_the_key_the_env_variable_the_value_and_what_is_expected():
+    with pytest.raises(SettingError) as error:
+        resolve(PORT, env={"SENSORHUB_PORT": "eighty"})
+    message = str(error.value)
+    assert "\n" not in message
+    for part in ("sensorhub.port", "SENSORHUB_PORT", "'eighty'", "an integer from 0 to 65535"):
+        assert part in message
+
+
+def test_a_bad_secret_value_is_not_echoed():
+    secret_port = Setting("sensorhub.secret_port", as_int(), 1, secret=True)
+    with pytest.raises(SettingError) as error:
+        resolve(secret_port, ini={"sensorhub.secret_port": "hunter2"})
+    assert "hunter2" not in str(error.value)
+
+
+def test_a_missing_required_setting_says_how_to_set_it():
+    required = Setting("sensorhub.database.password", help="the database password")
+    with pytest.raises(SettingError) as error:
+        resolve(required)
+    assert "SENSORHUB_DATABASE_PASSWORD" in str(error.value)
+    assert "sensorhub.database.password" in str(error.value)
+
+
+def test_a_key_cannot_be_declared_twice():
+    table = SettingsTable({}, {})
+    table.declare([PORT], owner="core")
+    with pytest.raises(ValueError, match="declared twice"):
+        table.declare([PORT], owner="plugin")
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300),
+                                               ("12h", 43200), ("30d", 2592000), ("7", 7)])
+def test_durations_read_like_an_operator_writes_them(raw, seconds):
+    assert as_duration(raw) == seconds
+
+
+@pytest.mark.parametrize(("raw", "size"), [("1MiB", 1048576), ("64kib", 65536), ("1000", 1000)])
+def test_sizes_read_like_an_operator_writes_them(raw, size):
+    assert as_size(raw) == size
+
+
+def test_lists_take_spaces_or_commas():
+    assert as_list("auth, ingest  metrics,logging") == ["auth", "ingest", "metrics", "logging"]
+    assert as_list("") == []
+
+
+def test_secrets_are_masked_and_database_passwords_hidden():
+    token = resolve(TOKEN, env={"SENSORHUB_ADMIN_TOKEN": "s3cret-admin-token"})
+    assert SettingsTable.display_value(token) == "********"
+    url = Setting("sensorhub.database.url", default="", secret=True)
+    shown = SettingsTable.display_value(
+        resolve(url, ini={"sensorhub.database.url": "postgresql://app:pw123@db/sensorhub"}))
+    assert "pw123" not in shown and "db/sensorhub" in shown
+
+
+def test_typed_values_reach_registry_settings(app_factory):
+    app = app_factory(environ={"SENSORHUB_PORT": "7001", "SENSORHUB_HEALTH_TIMEOUT": "500ms"})
+    assert app.registry.settings["sensorhub.port"] == 7001
+    assert app.registry.settings["sensorhub.health.timeout"] == 0.5
+
+
+def test_the_app_refuses_to_start_on_a_bad_env_value(app_factory):
+    with pytest.raises(SettingError, match="SENSORHUB_DATABASE_POOL_SIZE"):
+        app_factory(environ={"SENSORHUB_DATABASE_POOL_SIZE": "many"})
+
+
+def test_paste_entry_point_turns_a_setting_error_into_one_line_and_exit(monkeypatch):
+    from sensorhub import main
+
+    monkeypatch.setenv("SENSORHUB_PORT", "not-a-port")
+    with pytest.raises(SystemExit) as stop:
+        main({}, **{"sensorhub.database.url": "sqlite://"})
+    assert str(stop.value).startswith("sensorhub: cannot start: invalid setting sensorhub.port")
