@@ -24,12 +24,14 @@ to a doomed transaction manager, so every test rolls back).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from .settings import Setting, as_choice, as_database_url, as_duration, as_int
+from .settings import Setting, StartupError, as_choice, as_database_url, as_duration, as_int
 
 DBSESSION_ENVIRON_KEY = "sensorhub.dbsession"
 
@@ -87,10 +89,15 @@ def get_engine(settings) -> Engine:
 
 
 def _ensure_sqlite_directory(url) -> None:
-    from pathlib import Path
-
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(url.database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StartupError(
+                f"cannot create the directory {directory} for the SQLite database named by "
+                f"sensorhub.database.url (env SENSORHUB_DATABASE_URL): {error.strerror}; "
+                "point it at a writable path") from None
 
 
 def _configure_sqlite(engine: Engine, settings) -> None:
