@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import os
 
-from alembic import command
-from alembic.config import Config
 from pyramid.path import AssetResolver
 from sqlalchemy.engine import Engine
+
+# Alembic is imported inside the functions: serving requests never needs it, and importing it
+# costs start-up time and log noise.
 
 _REGISTRY_KEY = "sensorhub.migration_locations"
 
 
-def alembic_config(extra_locations=()) -> Config:
+def alembic_config(extra_locations=()):
+    from alembic.config import Config
+
     resolve = AssetResolver().resolve
     cfg = Config()
     cfg.set_main_option("script_location", resolve("sensorhub:migrations").abspath())
@@ -33,6 +36,8 @@ def alembic_config(extra_locations=()) -> Config:
 
 
 def upgrade(engine: Engine, extra_locations=(), revision: str = "heads") -> None:
+    from alembic import command
+
     cfg = alembic_config(extra_locations)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
