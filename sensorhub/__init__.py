@@ -24,16 +24,24 @@ def main(global_config, **settings):
 
     A configuration mistake stops start-up with one line that says what to fix.
     """
+    process = global_config.get("sensorhub.process", "server")  # "admin" from sensorhub-admin
     try:
-        return make_app(settings, environ=os.environ)
+        return make_app(settings, environ=os.environ, process=process)
     except StartupError as error:
         raise SystemExit(f"sensorhub: cannot start: {error}") from None
 
 
-def make_app(settings: Mapping, environ: Mapping[str, str] | None = None):
-    """Build the WSGI app from raw ini ``settings`` and an ``environ`` (tests inject one)."""
+def make_app(settings: Mapping, environ: Mapping[str, str] | None = None,
+             process: str = "server"):
+    """Build the WSGI app from raw ini ``settings`` and an ``environ`` (tests inject one).
+
+    ``registry["sensorhub.process"]`` tells plugins what kind of process loads them: "server"
+    (pserve, a WSGI server) or "admin" (a one-off ``sensorhub-admin`` command, whose stdout is
+    the command's own output, so logs belong on stderr).
+    """
     config = Configurator(settings=dict(settings))
     config.registry["sensorhub.environ"] = dict(environ if environ is not None else os.environ)
+    config.registry["sensorhub.process"] = process
     config.include(".settings")  # first: every include below declares its settings in the table
     config.include(".renderers")  # orjson-backed "json" renderer for every view
     config.include(".server")  # host/port/threads, read by the server runner

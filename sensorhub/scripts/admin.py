@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.config_uri)
-    env = bootstrap(args.config_uri)
+    env = bootstrap(args.config_uri, options={"sensorhub.process": "admin"})
     started = time.perf_counter()
     succeeded, rows = False, None
     try:

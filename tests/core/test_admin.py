@@ -61,3 +61,15 @@ def test_a_failing_command_exits_non_zero_with_one_line(tmp_path, capsys):
                        "sensorhub.database.url = sqlite:////proc/forbidden/x.sqlite\n")
     with pytest.raises(SystemExit):
         admin(["migrate", str(bad_ini)])
+
+
+def test_admin_processes_are_told_apart_from_servers(ini_file):
+    """Plugins see registry["sensorhub.process"]: the logging plugin sends an admin command's
+    logs to stderr so its stdout stays the command's own output."""
+    from pyramid.paster import bootstrap
+
+    env = bootstrap(str(ini_file), options={"sensorhub.process": "admin"})
+    try:
+        assert env["registry"]["sensorhub.process"] == "admin"
+    finally:
+        env["closer"]()
