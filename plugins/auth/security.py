@@ -1,0 +1,244 @@
+"""The bearer-token security policy (Pyramid 2 ``ISecurityPolicy``).
+
+``Authorization: Bearer <credential>`` is the only way in. The credential is, in this order:
+
+- the admin token (``sensorhub.auth.admin_token``) → :class:`AdminIdentity`;
+- the provisioning key (``sensorhub.auth.provisioning_key``) → :class:`ProvisioningIdentity`,
+  which may only enrol new sensors;
+- a sensor token (``shs_…``) → :class:`SensorIdentity`.
+
+Admin and provisioning secrets are kept as SHA-256 digests and compared in constant time; the
+raw values are never stored on the policy or logged. A sensor token costs one indexed lookup by
+its hash (token joined to its sensor), and no write except ``last_used_at`` / ``last_seen_at``,
+refreshed at most once per ``sensorhub.auth.touch_interval`` per token.
+
+Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
+credential never writes to the database; it publishes :class:`AuthenticationFailed` with a
+bounded reason and counts towards the brute-force guard (``guard.py``). Decisions that must
+answer something other than 401 are taken in :meth:`permits`, i.e. only on protected views:
+a token in the query string is a 400, a blocked client a 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from pyramid.request import RequestLocalCache
+from pyramid.security import Allowed, Denied
+from sqlalchemy import or_, select, update
+
+from sensorhub.errors import problem
+from sensorhub.events import AuthenticationFailed, RequestRateLimited, SensorAuthenticated
+from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
+from sensorhub.models import Sensor
+
+from . import tokens
+from .guard import FailureGuard
+from .models import SensorToken
+
+ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
+MAX_AUTHORIZATION_LENGTH = 1024
+QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
+REALM = "sensorhub"
+
+log = structlog.get_logger(__name__)
+
+_DESCRIPTIONS = {
+    "malformed": "the token is malformed: expected shs_ followed by 38 letters and digits",
+    "bad_checksum": "the token's checksum does not match: it was mistyped or truncated",
+    "unknown": "the token is not recognised",
+    "expired": "the token has expired: ask an operator for a new one",
+    "revoked": "the token has been revoked: ask an operator for a new one",
+    "disabled": "the sensor is disabled: ask an operator to enable it",
+}
+
+
+@dataclass(frozen=True)
+class ProvisioningIdentity:
+    """A device enrolling itself with the fleet's provisioning key: may only create a sensor."""
+
+    name: str = "provisioning"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    identity: object | None = None
+    reason: str | None = None  # why a credential was refused; "missing" when none was sent
+
+
+def digest_of(secret: str) -> bytes | None:
+    return hashlib.sha256(secret.encode("utf-8")).digest() if secret else None
+
+
+class BearerTokenSecurityPolicy:
+    def __init__(self, admin_token: str, provisioning_key: str, guard: FailureGuard,
+                 touch_interval: float):
+        self._admin_digest = digest_of(admin_token)
+        self._provisioning_digest = digest_of(provisioning_key)
+        self.guard = guard
+        self.touch_interval = timedelta(seconds=touch_interval)
+        self._outcomes = RequestLocalCache(self._authenticate)
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self._admin_digest is not None
+
+    @property
+    def provisioning_enabled(self) -> bool:
+        return self._provisioning_digest is not None
+
+    # --- ISecurityPolicy
+
+    def identity(self, request):
+        return self._outcomes.get_or_create(request).identity
+
+    def authenticated_userid(self, request):
+        identity = self.identity(request)
+        if isinstance(identity, SensorIdentity):
+            return identity.sensor_id
+        return identity.name if identity is not None else None
+
+    def permits(self, request, context, permission):
+        if _token_in_query(request):
+            _publish(request, AuthenticationFailed(request, "token_in_query"))
+            raise problem(400, "credentials in the URL are refused (URLs end up in logs): send "
+                          "'Authorization: Bearer <token>' instead, and rotate the token that "
+                          "was exposed")
+        outcome = self._outcomes.get_or_create(request)
+        identity = outcome.identity
+        if identity is None:
+            retry_after = self.guard.retry_after(request.remote_addr or "")
+            if retry_after is not None:
+                _publish(request, RequestRateLimited(request, "auth_failures"))
+                raise problem(429, "too many refused credentials from this address; retry "
+                              f"after {retry_after} s", headers={"Retry-After": str(retry_after)})
+            if outcome.reason == "missing":
+                _publish(request, AuthenticationFailed(request, "missing"))
+            return Denied("not authenticated")
+        if permission == SENSOR and isinstance(identity, SensorIdentity):
+            return Allowed("an enabled sensor")
+        if permission in (ADMIN, ENROL) and isinstance(identity, AdminIdentity):
+            return Allowed("admin")
+        if permission == ENROL and isinstance(identity, ProvisioningIdentity):
+            return Allowed("provisioning key")
+        return Denied(f"{type(identity).__name__} lacks permission {permission!r}")
+
+    def remember(self, request, userid, **kw):
+        return []  # stateless: the client sends its token on every request
+
+    def forget(self, request, **kw):
+        return []
+
+    def challenge_headers(self, request) -> dict:
+        """``WWW-Authenticate`` for a 401 (RFC 6750 §3): ``error="invalid_token"`` when a bearer
+        token was presented and refused, with a description saying why."""
+        reason = self._outcomes.get_or_create(request).reason
+        if reason in _DESCRIPTIONS:
+            return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
+                                        f'error_description="{_DESCRIPTIONS[reason]}"'}
+        return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+
+    # --- authentication
+
+    def _authenticate(self, request) -> Outcome:
+        header = request.environ.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return Outcome(reason="missing")
+        outcome = self._check(request, header)
+        if outcome.identity is None:
+            self.guard.record_failure(request.remote_addr or "")
+            _publish(request, AuthenticationFailed(request, outcome.reason))
+            log.info("authentication_failed", reason=outcome.reason)
+        return outcome
+
+    def _check(self, request, header: str) -> Outcome:
+        if len(header) > MAX_AUTHORIZATION_LENGTH:
+            return Outcome(reason="malformed")
+        scheme, _, credential = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return Outcome(reason="wrong_scheme")
+        credential = credential.strip()
+        if not credential or not credential.isascii() or not credential.isprintable():
+            return Outcome(reason="malformed")
+        digest = hashlib.sha256(credential.encode("ascii")).digest()
+        # Both comparisons always run, so timing does not say which secret was nearly right.
+        is_admin = _matches(self._admin_digest, digest)
+        is_provisioning = _matches(self._provisioning_digest, digest)
+        if is_admin:
+            return Outcome(AdminIdentity())
+        if is_provisioning:
+            return Outcome(ProvisioningIdentity())
+        if not credential.startswith(tokens.PREFIX):
+            return Outcome(reason="unknown")  # a wrong admin/provisioning secret, or garbage
+        if not tokens.looks_like_token(credential):
+            return Outcome(reason="malformed")
+        if not tokens.checksum_ok(credential):
+            return Outcome(reason="bad_checksum")
+        if not request.environ.get("tm.active"):
+            # Asked outside the request's transaction (a tween above pyramid_tm, after a view
+            # that never needed the identity): no lookup is possible; nobody is authenticated.
+            return Outcome(reason="unknown")
+        return self._sensor(request, digest)
+
+    def _sensor(self, request, digest: bytes) -> Outcome:
+        row = request.dbsession.execute(
+            select(SensorToken.id, SensorToken.sensor_id, SensorToken.token_hash,
+                   SensorToken.expires_at, SensorToken.revoked_at, SensorToken.last_used_at,
+                   Sensor.name, Sensor.disabled)
+            .join(Sensor, Sensor.id == SensorToken.sensor_id)
+            .where(SensorToken.token_hash == digest)
+        ).one_or_none()
+        if row is None or not tokens.same_hash(row.token_hash, digest):
+            return Outcome(reason="unknown")
+        now = datetime.now(UTC)
+        if row.revoked_at is not None:
+            return Outcome(reason="revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            return Outcome(reason="expired")
+        if row.disabled:
+            return Outcome(reason="disabled")
+        identity = SensorIdentity(row.sensor_id, row.name, row.id)
+        if row.last_used_at is None or now - row.last_used_at >= self.touch_interval:
+            self._touch(request, row.id, row.sensor_id, now)
+        structlog.contextvars.bind_contextvars(sensor_id=row.sensor_id)
+        _publish(request, SensorAuthenticated(request, row.sensor_id))
+        return Outcome(identity)
+
+    def _touch(self, request, token_id: str, sensor_id: str, now: datetime) -> None:
+        """Refresh last-used/last-seen, at most once per interval: the ``WHERE`` makes
+        concurrent requests of one sensor (and other processes) agree on who writes."""
+        stale = now - self.touch_interval
+        dbsession = request.dbsession
+        dbsession.execute(
+            update(SensorToken)
+            .where(SensorToken.id == token_id,
+                   or_(SensorToken.last_used_at.is_(None), SensorToken.last_used_at <= stale))
+            .values(last_used_at=now).execution_options(synchronize_session=False))
+        dbsession.execute(
+            update(Sensor)
+            .where(Sensor.id == sensor_id,
+                   or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= stale))
+            .values(last_seen_at=now).execution_options(synchronize_session=False))
+
+
+def _matches(expected: bytes | None, digest: bytes) -> bool:
+    return expected is not None and hmac.compare_digest(expected, digest)
+
+
+def _token_in_query(request) -> bool:
+    try:
+        items = request.GET.items()
+    except UnicodeDecodeError:  # undecodable query: no token can hide in it that we would read
+        return False
+    for name, value in items:
+        if name.lower() in QUERY_TOKEN_NAMES or value.startswith(tokens.PREFIX):
+            return True
+    return False
+
+
+def _publish(request, event) -> None:
+    request.registry.notify(event)

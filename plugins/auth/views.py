@@ -1,0 +1,213 @@
+"""The auth plugin's HTTP API (all JSON; errors are problem documents).
+
+Sensor side:   GET  /api/v1/sensor?sensorId=<own id>        (permission "sensor")
+Admin side:    POST /api/v1/sensors                          (admin, or the provisioning key)
+               GET  /api/v1/sensors?limit=&after=            (admin, keyset-paginated)
+               GET/PATCH /api/v1/sensors/{id}                (admin)
+               GET/POST  /api/v1/sensors/{id}/tokens         (admin: list, issue for rotation)
+               DELETE    /api/v1/sensors/{id}/tokens/{tid}   (admin: revoke)
+
+A raw token appears in exactly two answers (creating a sensor, issuing a token), which carry
+``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pyramid.httpexceptions import HTTPNotFound
+
+from sensorhub.api import API_PREFIX
+from sensorhub.errors import problem
+from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
+from sensorhub.sensor_info import sensor_info
+
+from . import service
+from .security import ENROL
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
+def _body(request) -> dict:
+    if not request.body:
+        return {}
+    try:
+        body = request.json_body
+    except ValueError:
+        raise problem(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise problem(400, "the request body must be a JSON object")
+    return body
+
+
+def _invalid(error: service.InvalidInput):
+    return problem(422, str(error), errors=error.errors)
+
+
+def _expiry(body: dict) -> datetime | None:
+    raw = body.get("expiresAt")
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return datetime.fromtimestamp(raw / 1000, UTC)
+        value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except (ValueError, OverflowError, OSError):
+        value = None
+    if value is None or value.tzinfo is None:
+        raise problem(422, "expiresAt is not a timestamp", errors=[{
+            "path": "expiresAt", "message": "RFC 3339 with an offset (2030-01-01T00:00:00Z) "
+                                            "or integer epoch milliseconds"}])
+    return value.astimezone(UTC)
+
+
+def _sensor_or_404(request):
+    sensor = service.get_sensor(request.dbsession, request.matchdict["sensor_id"])
+    if sensor is None:
+        raise HTTPNotFound(f"no sensor {request.matchdict['sensor_id']!r}")
+    return sensor
+
+
+def _unknown_fields(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise problem(422, f"unknown field(s): {', '.join(unknown)}", errors=[
+            {"path": name, "message": f"unknown field; expected one of: "
+                                      f"{', '.join(sorted(allowed))}"} for name in unknown])
+
+
+def _no_store(request) -> None:
+    request.response.headers["Cache-Control"] = "no-store"
+
+
+def create_sensor(request):
+    body = _body(request)
+    _unknown_fields(body, {"name", "metadata", "expiresAt"})
+    issued_by = "admin" if isinstance(request.identity, AdminIdentity) else "provisioning"
+    try:
+        sensor, issued = service.create_sensor(
+            request.dbsession, body.get("name"), body.get("metadata"), issued_by=issued_by,
+            expires_at=_expiry(body))
+    except service.InvalidInput as error:
+        raise _invalid(error) from None
+    request.response.status = 201
+    request.response.headers["Location"] = f"{API_PREFIX}/sensors/{sensor.id}"
+    _no_store(request)
+    return {"sensorId": sensor.id, "token": issued.token, "name": sensor.name,
+            "tokenId": issued.row.id, "expiresAt": issued.row.expires_at}
+
+
+def own_sensor(request):
+    identity = request.identity
+    asked = request.GET.get("sensorId", identity.sensor_id)
+    if asked != identity.sensor_id:
+        raise problem(403, "a sensor may only read itself: sensorId must be your own id")
+    sensor = service.get_sensor(request.dbsession, identity.sensor_id)
+    info = sensor_info(request, sensor.id)
+    info.update({"sensorId": sensor.id, "name": sensor.name, "createdAt": sensor.created_at,
+                 "lastSeenAt": sensor.last_seen_at, "metadata": sensor.meta,
+                 "tokenId": identity.token_id})
+    return info
+
+
+def list_sensors(request):
+    try:
+        limit = int(request.GET.get("limit", DEFAULT_PAGE))
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError
+    except ValueError:
+        raise problem(400, f"limit must be an integer from 1 to {MAX_PAGE}", errors=[
+            {"path": "limit", "message": f"an integer from 1 to {MAX_PAGE}"}]) from None
+    after = request.GET.get("after") or None
+    sensors = service.list_sensors(request.dbsession, limit, after)
+    active = service.count_active_tokens(request.dbsession, [s.id for s in sensors])
+    items = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)} for s in sensors]
+    next_url = None
+    if len(sensors) == limit:
+        next_url = request.route_path("auth.sensors", _query={"limit": limit,
+                                                                "after": sensors[-1].id})
+    return {"sensors": items, "next": next_url}
+
+
+def get_sensor(request):
+    sensor = _sensor_or_404(request)
+    tokens = service.sensor_tokens(request.dbsession, sensor.id)
+    return {**service.sensor_json(sensor), "tokens": [service.token_json(t) for t in tokens]}
+
+
+def patch_sensor(request):
+    sensor = _sensor_or_404(request)
+    body = _body(request)
+    _unknown_fields(body, {"name", "metadata", "disabled"})
+    try:
+        if "name" in body:
+            sensor.name = service.check_name(body["name"])
+        if "metadata" in body:
+            sensor.meta = service.check_metadata(body["metadata"])
+    except service.InvalidInput as error:
+        raise _invalid(error) from None
+    if "disabled" in body:
+        if not isinstance(body["disabled"], bool):
+            raise problem(422, "disabled must be true or false",
+                          errors=[{"path": "disabled", "message": "a boolean"}])
+        sensor.disabled = body["disabled"]
+    request.dbsession.flush()
+    return service.sensor_json(sensor)
+
+
+def list_tokens(request):
+    sensor = _sensor_or_404(request)
+    return {"tokens": [service.token_json(t)
+                       for t in service.sensor_tokens(request.dbsession, sensor.id)]}
+
+
+def issue_token(request):
+    sensor = _sensor_or_404(request)
+    body = _body(request)
+    _unknown_fields(body, {"expiresAt"})
+    try:
+        issued = service.issue_token(request.dbsession, sensor, issued_by="admin",
+                                     expires_at=_expiry(body))
+    except service.InvalidInput as error:
+        raise _invalid(error) from None
+    request.response.status = 201
+    _no_store(request)
+    return {**service.token_json(issued.row), "sensorId": sensor.id, "token": issued.token}
+
+
+def revoke_token(request):
+    sensor = _sensor_or_404(request)
+    token = service.get_token(request.dbsession, sensor.id, request.matchdict["token_id"])
+    if token is None:
+        raise HTTPNotFound(f"sensor {sensor.id!r} has no token "
+                           f"{request.matchdict['token_id']!r}")
+    service.revoke(token)
+    request.dbsession.flush()
+    return service.token_json(token)
+
+
+def includeme(config) -> None:
+    prefix = API_PREFIX
+    config.add_route("auth.sensor_self", f"{prefix}/sensor")
+    config.add_route("auth.sensors", f"{prefix}/sensors")
+    config.add_route("auth.sensor", f"{prefix}/sensors/{{sensor_id}}")
+    config.add_route("auth.sensor_tokens", f"{prefix}/sensors/{{sensor_id}}/tokens")
+    config.add_route("auth.sensor_token", f"{prefix}/sensors/{{sensor_id}}/tokens/{{token_id}}")
+    view = config.add_view
+    view(own_sensor, route_name="auth.sensor_self", request_method=("GET", "HEAD"),
+         permission=SENSOR, renderer="json")
+    view(create_sensor, route_name="auth.sensors", request_method="POST", permission=ENROL,
+         renderer="json")
+    view(list_sensors, route_name="auth.sensors", request_method=("GET", "HEAD"),
+         permission=ADMIN, renderer="json")
+    view(get_sensor, route_name="auth.sensor", request_method=("GET", "HEAD"),
+         permission=ADMIN, renderer="json")
+    view(patch_sensor, route_name="auth.sensor", request_method="PATCH", permission=ADMIN,
+         renderer="json")
+    view(list_tokens, route_name="auth.sensor_tokens", request_method=("GET", "HEAD"),
+         permission=ADMIN, renderer="json")
+    view(issue_token, route_name="auth.sensor_tokens", request_method="POST",
+         permission=ADMIN, renderer="json")
+    view(revoke_token, route_name="auth.sensor_token", request_method="DELETE",
+         permission=ADMIN, renderer="json")
