@@ -1,0 +1,1 @@
+"""SensorHub load benchmarks: ``make bench`` (see docs/benchmarks.md)."""
