@@ -51,6 +51,11 @@ class FailureGuard:
                 self._failures.move_to_end(client)
             times.append(now)
 
+    def reset(self) -> None:
+        """Forget every client (tests; an operator's manual unblock would do the same)."""
+        with self._lock:
+            self._failures.clear()
+
     def retry_after(self, client: str) -> int | None:
         """Whole seconds until ``client`` may try again, or None when it is not blocked."""
         if not self.threshold:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
 
 import structlog
 from pyramid.request import RequestLocalCache
@@ -68,6 +69,7 @@ class ProvisioningIdentity:
 class Outcome:
     identity: object | None = None
     reason: str | None = None  # why a credential was refused; "missing" when none was sent
+    retry_after: int | None = None  # the client was already blocked when this request came
 
 
 def digest_of(secret: str) -> bytes | None:
@@ -111,7 +113,7 @@ class BearerTokenSecurityPolicy:
         outcome = self._outcomes.get_or_create(request)
         identity = outcome.identity
         if identity is None:
-            retry_after = self.guard.retry_after(request.remote_addr or "")
+            retry_after = outcome.retry_after
             if retry_after is not None:
                 _publish(request, RequestRateLimited(request, "auth_failures"))
                 raise problem(429, "too many refused credentials from this address; retry "
@@ -146,13 +148,18 @@ class BearerTokenSecurityPolicy:
 
     def _authenticate(self, request) -> Outcome:
         header = request.environ.get("HTTP_AUTHORIZATION")
+        client = request.remote_addr or ""
         if header is None:
-            return Outcome(reason="missing")
+            return Outcome(reason="missing", retry_after=self.guard.retry_after(client))
         outcome = self._check(request, header)
         if outcome.identity is None:
-            self.guard.record_failure(request.remote_addr or "")
+            # Blocked or not is decided before this failure counts: the threshold-th refused
+            # credential is still a 401, the next one a 429.
+            retry_after = self.guard.retry_after(client)
+            self.guard.record_failure(client)
             _publish(request, AuthenticationFailed(request, outcome.reason))
             log.info("authentication_failed", reason=outcome.reason)
+            return Outcome(reason=outcome.reason, retry_after=retry_after)
         return outcome
 
     def _check(self, request, header: str) -> Outcome:
@@ -230,14 +237,11 @@ def _matches(expected: bytes | None, digest: bytes) -> bool:
 
 
 def _token_in_query(request) -> bool:
-    try:
-        items = request.GET.items()
-    except UnicodeDecodeError:  # undecodable query: no token can hide in it that we would read
-        return False
-    for name, value in items:
-        if name.lower() in QUERY_TOKEN_NAMES or value.startswith(tokens.PREFIX):
-            return True
-    return False
+    # The raw query string, decoded leniently: an undecodable one must not hide a token.
+    pairs = parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                      errors="replace")
+    return any(name.lower() in QUERY_TOKEN_NAMES or tokens.PREFIX in value
+               for name, value in pairs)
 
 
 def _publish(request, event) -> None:

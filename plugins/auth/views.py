@@ -41,6 +41,14 @@ def _body(request) -> dict:
     return body
 
 
+def _query(request, name: str, default=None):
+    try:
+        return request.GET.get(name, default)
+    except UnicodeDecodeError:
+        raise problem(400, "the query string is not valid UTF-8 (percent-encode UTF-8 "
+                           "bytes)") from None
+
+
 def _invalid(error: service.InvalidInput):
     return problem(422, str(error), errors=error.errors)
 
@@ -100,7 +108,7 @@ def create_sensor(request):
 
 def own_sensor(request):
     identity = request.identity
-    asked = request.GET.get("sensorId", identity.sensor_id)
+    asked = _query(request, "sensorId", identity.sensor_id)
     if asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
     sensor = service.get_sensor(request.dbsession, identity.sensor_id)
@@ -113,13 +121,13 @@ def own_sensor(request):
 
 def list_sensors(request):
     try:
-        limit = int(request.GET.get("limit", DEFAULT_PAGE))
+        limit = int(_query(request, "limit", DEFAULT_PAGE))
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError
     except ValueError:
         raise problem(400, f"limit must be an integer from 1 to {MAX_PAGE}", errors=[
             {"path": "limit", "message": f"an integer from 1 to {MAX_PAGE}"}]) from None
-    after = request.GET.get("after") or None
+    after = _query(request, "after") or None
     sensors = service.list_sensors(request.dbsession, limit, after)
     active = service.count_active_tokens(request.dbsession, [s.id for s in sensors])
     items = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)} for s in sensors]

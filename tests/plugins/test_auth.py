@@ -1,10 +1,25 @@
-"""The auth plugin, read as API documentation: an operator enrols a sensor, the sensor calls
-the API with its bearer token."""
+"""The auth plugin, read as API documentation: an operator enrols sensors and manages their
+tokens; a sensor calls the API with ``Authorization: Bearer <token>``."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
+from sqlalchemy import select
 
-ADMIN_TOKEN = "admin-token-for-tests-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from plugins.auth.models import SensorToken
+from sensorhub.events import AuthenticationFailed, SensorAuthenticated
+from sensorhub.identity import SENSOR
+from sensorhub.models import Sensor
+from tests.plugins.test_auth_support import (
+    ADMIN,
+    AUTH_SETTINGS,
+    bearer,
+    create_sensor,
+    plugin_module,
+    recording_events,
+    recording_writes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -14,16 +29,15 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def app_settings():
-    return {"sensorhub.auth.admin_token": ADMIN_TOKEN}
+    return AUTH_SETTINGS
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture(autouse=True)
+def fresh_guard(app):
+    app.registry["sensorhub.auth.policy"].guard.reset()
 
 
-def create_sensor(testapp, name="greenhouse-1", **extra):
-    return testapp.post_json("/api/v1/sensors", {"name": name, **extra}, headers=ADMIN,
-                             status=201).json
+# --- the seed scenario
 
 
 def test_admin_creates_a_sensor_which_then_reads_itself(testapp):
@@ -38,3 +52,330 @@ def test_admin_creates_a_sensor_which_then_reads_itself(testapp):
     assert answer["name"] == "greenhouse-1"
     assert answer["metadata"] == {"site": "north"}
     assert answer["createdAt"] and answer["lastSeenAt"]
+
+
+def test_creating_a_sensor_answers_201_with_location_and_no_store(testapp):
+    response = testapp.post_json("/api/v1/sensors", {"name": "s"}, headers=ADMIN, status=201)
+    assert response.headers["Location"] == f"http://example.com/api/v1/sensors/{response.json['sensorId']}"
+    assert response.headers["Cache-Control"] == "no-store"  # the body holds a secret
+
+
+def test_a_sensor_without_sensor_id_reads_itself(testapp):
+    created = create_sensor(testapp)
+    answer = testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json
+    assert answer["sensorId"] == created["sensorId"]
+    assert answer["tokenId"] == created["tokenId"]
+
+
+def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, dbsession, tm):
+    import webtest
+
+    from sensorhub.db import DBSESSION_ENVIRON_KEY
+
+    def contributing_plugin(config):
+        config.add_sensor_info(lambda request, sensor_id: {"eventCount": 7,
+                                                           "sensorId": "spoofed"})
+
+    with plugin_module("authtests.contributor", contributing_plugin) as name:
+        app = app_factory(["auth", name], AUTH_SETTINGS)
+    client = webtest.TestApp(app, extra_environ={"tm.active": True, "tm.manager": tm,
+                                                 DBSESSION_ENVIRON_KEY: dbsession})
+    created = create_sensor(client)
+    answer = client.get("/api/v1/sensor", headers=bearer(created["token"])).json
+    assert answer["eventCount"] == 7
+    assert answer["sensorId"] == created["sensorId"]  # contributors cannot overwrite the core
+
+
+# --- isolation
+
+
+def test_sensor_cannot_read_another_sensor(testapp):
+    mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
+    response = testapp.get("/api/v1/sensor", {"sensorId": theirs["sensorId"]},
+                           headers=bearer(mine["token"]), status=403)
+    assert theirs["sensorId"] not in response.text or "theirs" not in response.text
+    assert response.content_type == "application/problem+json"
+
+
+def test_sensor_cannot_use_the_admin_api(testapp):
+    mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
+    as_sensor = bearer(mine["token"])
+    testapp.get("/api/v1/sensors", headers=as_sensor, status=403)
+    testapp.get(f"/api/v1/sensors/{theirs['sensorId']}", headers=as_sensor, status=403)
+    testapp.patch_json(f"/api/v1/sensors/{theirs['sensorId']}", {"disabled": True},
+                       headers=as_sensor, status=403)
+    testapp.post_json(f"/api/v1/sensors/{theirs['sensorId']}/tokens", {},
+                      headers=as_sensor, status=403)
+    testapp.delete(f"/api/v1/sensors/{theirs['sensorId']}/tokens/{theirs['tokenId']}",
+                   headers=as_sensor, status=403)
+    testapp.post_json("/api/v1/sensors", {"name": "x"}, headers=as_sensor, status=403)
+    testapp.get("/api/v1/sensor", headers=bearer(theirs["token"]), status=200)
+
+
+def test_admin_is_not_a_sensor(testapp):
+    testapp.get("/api/v1/sensor", headers=ADMIN, status=403)
+
+
+# --- the admin API
+
+
+def test_admin_lists_sensors_page_by_page(testapp):
+    ids = {create_sensor(testapp, f"s{i}")["sensorId"] for i in range(5)}
+    seen, url = [], "/api/v1/sensors?limit=2"
+    while url:
+        page = testapp.get(url, headers=ADMIN).json
+        assert len(page["sensors"]) <= 2
+        seen += [s["sensorId"] for s in page["sensors"]]
+        url = page["next"]
+    assert ids <= set(seen)
+    assert len(seen) == len(set(seen))
+
+
+def test_listing_reports_active_tokens_per_sensor(testapp):
+    created = create_sensor(testapp)
+    testapp.post_json(f"/api/v1/sensors/{created['sensorId']}/tokens", {}, headers=ADMIN)
+    page = testapp.get("/api/v1/sensors", {"limit": 500}, headers=ADMIN).json
+    row = next(s for s in page["sensors"] if s["sensorId"] == created["sensorId"])
+    assert row["activeTokens"] == 2
+
+
+def test_listing_refuses_a_bad_limit(testapp):
+    body = testapp.get("/api/v1/sensors", {"limit": 0}, headers=ADMIN, status=400).json
+    assert body["errors"][0]["path"] == "limit"
+
+
+def test_admin_reads_a_sensor_with_its_tokens_but_never_their_secrets(testapp):
+    created = create_sensor(testapp, metadata={"floor": 2})
+    answer = testapp.get(f"/api/v1/sensors/{created['sensorId']}", headers=ADMIN).json
+    assert answer["metadata"] == {"floor": 2}
+    [token] = answer["tokens"]
+    assert token["tokenId"] == created["tokenId"]
+    assert token["state"] == "active"
+    assert token["hint"] == created["token"][:8] + "…"
+    assert created["token"] not in testapp.get(f"/api/v1/sensors/{created['sensorId']}",
+                                               headers=ADMIN).text
+
+
+def test_unknown_sensor_is_404_for_the_admin(testapp):
+    testapp.get("/api/v1/sensors/sen_nope", headers=ADMIN, status=404)
+    testapp.post_json("/api/v1/sensors/sen_nope/tokens", {}, headers=ADMIN, status=404)
+
+
+def test_admin_renames_and_disables_a_sensor(testapp):
+    created = create_sensor(testapp)
+    url = f"/api/v1/sensors/{created['sensorId']}"
+    answer = testapp.patch_json(url, {"name": "renamed", "disabled": True}, headers=ADMIN).json
+    assert (answer["name"], answer["disabled"]) == ("renamed", True)
+
+    refused = testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    assert "disabled" in refused.headers["WWW-Authenticate"]
+
+    testapp.patch_json(url, {"disabled": False}, headers=ADMIN)
+    assert testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json["name"] == \
+        "renamed"
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({"name": ""}, "name"),
+    ({"name": "x" * 201}, "name"),
+    ({"metadata": [1, 2]}, "metadata"),
+    ({"disabled": "yes"}, "disabled"),
+    ({"colour": "red"}, "colour"),
+])
+def test_patch_explains_what_is_wrong(testapp, body, path):
+    created = create_sensor(testapp)
+    problem = testapp.patch_json(f"/api/v1/sensors/{created['sensorId']}", body,
+                                 headers=ADMIN, status=422).json
+    assert problem["errors"][0]["path"] == path
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({}, "name"),
+    ({"name": "  "}, "name"),
+    ({"name": 3}, "name"),
+    ({"name": "x", "metadata": "north"}, "metadata"),
+    ({"name": "x", "metadata": {"blob": "x" * 9000}}, "metadata"),
+    ({"name": "x", "expiresAt": "tomorrow"}, "expiresAt"),
+    ({"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+])
+def test_creating_a_sensor_explains_what_is_wrong(testapp, body, path):
+    problem = testapp.post_json("/api/v1/sensors", body, headers=ADMIN, status=422).json
+    assert problem["errors"][0]["path"] == path
+
+
+def test_creating_a_sensor_needs_a_json_object(testapp):
+    testapp.post("/api/v1/sensors", "not json", headers=ADMIN, status=400)
+    testapp.post_json("/api/v1/sensors", ["a"], headers=ADMIN, status=400)
+
+
+# --- rotation and revocation
+
+
+def test_rotation_old_and_new_tokens_both_work_until_the_old_is_revoked(testapp):
+    created = create_sensor(testapp)
+    sensor_url = f"/api/v1/sensors/{created['sensorId']}"
+    new = testapp.post_json(f"{sensor_url}/tokens", {}, headers=ADMIN, status=201).json
+    assert new["token"] != created["token"] and new["sensorId"] == created["sensorId"]
+
+    for token in (created["token"], new["token"]):
+        testapp.get("/api/v1/sensor", headers=bearer(token), status=200)
+
+    revoked = testapp.delete(f"{sensor_url}/tokens/{created['tokenId']}", headers=ADMIN).json
+    assert revoked["state"] == "revoked" and revoked["revokedAt"]
+
+    refused = testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+    assert "revoked" in refused.headers["WWW-Authenticate"]
+    testapp.get("/api/v1/sensor", headers=bearer(new["token"]), status=200)
+
+
+def test_revoking_twice_is_harmless_and_unknown_tokens_are_404(testapp):
+    created = create_sensor(testapp)
+    url = f"/api/v1/sensors/{created['sensorId']}/tokens"
+    first = testapp.delete(f"{url}/{created['tokenId']}", headers=ADMIN).json
+    again = testapp.delete(f"{url}/{created['tokenId']}", headers=ADMIN).json
+    assert first["revokedAt"] == again["revokedAt"]
+    testapp.delete(f"{url}/tok_nope", headers=ADMIN, status=404)
+
+
+def test_a_sensor_cannot_revoke_another_sensors_token_through_its_own_id(testapp):
+    mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
+    testapp.delete(f"/api/v1/sensors/{mine['sensorId']}/tokens/{theirs['tokenId']}",
+                   headers=ADMIN, status=404)
+    testapp.get("/api/v1/sensor", headers=bearer(theirs["token"]), status=200)
+
+
+def test_an_expiring_token_works_until_it_expires(testapp, dbsession):
+    created = create_sensor(testapp)
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    issued = testapp.post_json(f"/api/v1/sensors/{created['sensorId']}/tokens",
+                               {"expiresAt": soon}, headers=ADMIN).json
+    testapp.get("/api/v1/sensor", headers=bearer(issued["token"]), status=200)
+
+    dbsession.get(SensorToken, issued["tokenId"]).expires_at = \
+        datetime.now(UTC) - timedelta(seconds=1)
+    dbsession.flush()
+
+    refused = testapp.get("/api/v1/sensor", headers=bearer(issued["token"]), status=401)
+    assert "expired" in refused.headers["WWW-Authenticate"]
+
+
+def test_admin_lists_a_sensors_tokens(testapp):
+    created = create_sensor(testapp)
+    answer = testapp.get(f"/api/v1/sensors/{created['sensorId']}/tokens", headers=ADMIN).json
+    assert [t["tokenId"] for t in answer["tokens"]] == [created["tokenId"]]
+
+
+# --- what is stored
+
+
+def test_only_the_tokens_hash_is_stored(testapp, dbsession):
+    created = create_sensor(testapp)
+    row = dbsession.scalars(select(SensorToken)
+                            .where(SensorToken.sensor_id == created["sensorId"])).one()
+    stored = [str(getattr(row, column.key)) for column in SensorToken.__table__.columns]
+    stored += [repr(row.token_hash)]
+    assert not any(created["token"] in value or created["token"][4:] in value
+                   for value in stored)
+    import hashlib
+    assert row.token_hash == hashlib.sha256(created["token"].encode()).digest()
+
+
+def test_last_used_is_written_at_most_once_per_interval(testapp, app, dbsession):
+    created = create_sensor(testapp)
+    engine = app.registry["dbengine"]
+    with recording_writes(engine) as first:
+        testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
+    with recording_writes(engine) as second:
+        for _ in range(3):
+            testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
+    assert len(first) == 2  # the token's last_used_at and the sensor's last_seen_at
+    assert second == []
+    token = dbsession.get(SensorToken, created["tokenId"])
+    dbsession.refresh(token)
+    assert token.last_used_at is not None
+    assert dbsession.get(Sensor, created["sensorId"]).last_seen_at is not None
+
+
+# --- identity for the rest of the app
+
+
+def test_authentication_publishes_events(testapp, app):
+    created = create_sensor(testapp)
+    with recording_events(app.registry, SensorAuthenticated, AuthenticationFailed) as seen:
+        testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
+        testapp.get("/api/v1/sensor", headers=bearer("shs_" + "a" * 38), status=401)
+        testapp.get("/api/v1/sensor", status=401)
+    assert [(type(e).__name__, getattr(e, "sensor_id", None) or getattr(e, "reason", None))
+            for e in seen] == [("SensorAuthenticated", created["sensorId"]),
+                               ("AuthenticationFailed", "bad_checksum"),
+                               ("AuthenticationFailed", "missing")]
+
+
+def test_log_lines_of_an_authenticated_request_carry_the_sensor_id(app_factory, testapp):
+    created = create_sensor(testapp)
+    seen = {}
+
+    def view(request):
+        seen.update(structlog.contextvars.get_contextvars())
+        return {}
+
+    def plugin(config):
+        config.add_route("probe", "/probe")
+        config.add_view(view, route_name="probe", permission=SENSOR, renderer="json")
+
+    with plugin_module("authtests.probe", plugin) as name:
+        app = app_factory(["auth", name], AUTH_SETTINGS)
+    import webtest
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+    client.get("/probe", headers=bearer(created["token"]))
+    assert seen["sensor_id"] == created["sensorId"]
+    assert "sensor_id" not in structlog.contextvars.get_contextvars()
+
+
+# --- self-enrolment and admin configuration
+
+
+def test_devices_enrol_themselves_with_the_provisioning_key(app_factory, testapp):
+    import webtest
+    key = "fleet-provisioning-key-0123456789"
+    app = app_factory(["auth"], {**AUTH_SETTINGS, "sensorhub.auth.provisioning_key": key})
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+
+    enrolled = client.post_json("/api/v1/sensors", {"name": "dev-42"}, headers=bearer(key),
+                                status=201).json
+    client.get("/api/v1/sensor", headers=bearer(enrolled["token"]), status=200)
+    # the key enrols, nothing more
+    client.get("/api/v1/sensors", headers=bearer(key), status=403)
+    client.get("/api/v1/sensor", headers=bearer(key), status=403)
+    assert client.get("/api/v1/").json["capabilities"]["auth"]["selfEnrolment"] is True
+
+
+def test_self_enrolment_is_off_without_a_provisioning_key(testapp):
+    testapp.post_json("/api/v1/sensors", {"name": "x"},
+                      headers=bearer("fleet-provisioning-key-0123456789"), status=401)
+    assert testapp.get("/api/v1/").json["capabilities"]["auth"]["selfEnrolment"] is False
+
+
+def test_without_an_admin_token_the_admin_api_is_refused(app_factory, testapp):
+    import webtest
+    app = app_factory(["auth"], {})
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+    client.post_json("/api/v1/sensors", {"name": "x"}, headers=ADMIN, status=401)
+    client.post_json("/api/v1/sensors", {"name": "x"}, headers=bearer(""), status=401)
+    assert client.get("/api/v1/").json["capabilities"]["auth"]["adminApi"] == "disabled"
+
+
+def test_the_admin_token_comes_from_the_environment(app_factory, testapp):
+    import webtest
+    app = app_factory(["auth"], {}, environ={"SENSORHUB_ADMIN_TOKEN": "from-the-env-0123456789"})
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+    client.post_json("/api/v1/sensors", {"name": "x"},
+                     headers=bearer("from-the-env-0123456789"), status=201)
+
+
+def test_a_short_admin_token_is_a_startup_error(app_factory):
+    from sensorhub.settings import SettingError
+    with pytest.raises(SettingError, match="SENSORHUB_ADMIN_TOKEN.*at least 16") as error:
+        app_factory(["auth"], {"sensorhub.auth.admin_token": "short-secret"})
+    assert "short-secret" not in str(error.value)

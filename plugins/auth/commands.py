@@ -1,0 +1,180 @@
+"""``sensorhub-admin sensor create|list|show|rotate|revoke|disable … <ini>``.
+
+Same settings, plugins and database as the app (through ``bootstrap``); every action runs in
+one transaction (``with request.tm``) and prints only after it committed, so a token printed
+is a token that exists. ``--json`` prints JSON (for scripts), otherwise a table. A new token
+is printed once, to stdout; the reminder that it will not be shown again goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from sensorhub.scripts.admin import add_config_uri
+from sensorhub.scripts.settings import format_table
+from sensorhub.settings import as_duration
+
+from . import service
+
+SENSOR_COLUMNS = ["sensorId", "name", "disabled", "activeTokens", "createdAt", "lastSeenAt"]
+TOKEN_COLUMNS = ["tokenId", "hint", "state", "createdAt", "lastUsedAt", "expiresAt",
+                 "revokedAt"]
+
+
+class CommandError(Exception):
+    """A mistake the operator can fix: one line on stderr, exit status 1, no traceback."""
+
+
+def _duration(raw: str) -> timedelta:
+    try:
+        return timedelta(seconds=as_duration(raw))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected {error}") from None
+
+
+class SensorCommand:
+    help = "manage sensors and their tokens: create, list, show, rotate, revoke, disable"
+
+    def add_arguments(self, parser) -> None:
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+        def action(name, help):
+            sub = actions.add_parser(name, help=help, description=help)
+            sub.add_argument("--json", action="store_true", help="print JSON, not a table")
+            return sub
+
+        create = action("create", "enrol a sensor and print its first token (shown once)")
+        create.add_argument("--name", required=True)
+        create.add_argument("--metadata", help='a JSON object, e.g. \'{"site": "north"}\'')
+        create.add_argument("--expires-in", type=_duration, help="token lifetime, e.g. 90d")
+        add_config_uri(create)
+
+        listing = action("list", "list sensors with their count of active tokens")
+        listing.add_argument("--limit", type=int, default=1000)
+        listing.add_argument("--after", help="list sensors whose id sorts after this one")
+        add_config_uri(listing)
+
+        show = action("show", "show a sensor's tokens (hints and states, never secrets)")
+        show.add_argument("sensor_id")
+        add_config_uri(show)
+
+        rotate = action("rotate", "issue an extra token; old tokens keep working until revoked")
+        rotate.add_argument("sensor_id")
+        rotate.add_argument("--expires-in", type=_duration, help="token lifetime, e.g. 90d")
+        rotate.add_argument("--revoke-others", action="store_true",
+                            help="revoke every other token at once (no overlap)")
+        add_config_uri(rotate)
+
+        revoke = action("revoke", "revoke one token, or all of a sensor's tokens")
+        revoke.add_argument("sensor_id")
+        which = revoke.add_mutually_exclusive_group(required=True)
+        which.add_argument("--token", dest="token_id", help="the token id (see: show)")
+        which.add_argument("--all", action="store_true", help="revoke every token")
+        add_config_uri(revoke)
+
+        disable = action("disable", "disable a sensor (its tokens stop working) or --enable it")
+        disable.add_argument("sensor_id")
+        disable.add_argument("--enable", action="store_true", help="enable it again")
+        add_config_uri(disable)
+
+    def run(self, args, env) -> int:
+        request = env["request"]
+        try:
+            with request.tm:
+                rows, columns, changed = getattr(self, "_" + args.action)(
+                    args, request.dbsession)
+        except (CommandError, service.InvalidInput) as error:
+            # SystemExit: the runner lets it through without logging a traceback for a typo.
+            raise SystemExit(f"sensorhub-admin sensor {args.action}: {error}") from None
+        if args.json:
+            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(format_table([_cells(row) for row in rows], columns))
+        if args.action in ("create", "rotate"):
+            sys.stderr.write("store the token now: it is not shown again\n")
+        return changed
+
+    # --- actions: each returns (rows, table columns, rows changed)
+
+    def _create(self, args, dbsession):
+        metadata = None
+        if args.metadata:
+            try:
+                metadata = orjson.loads(args.metadata)
+            except orjson.JSONDecodeError:
+                raise CommandError("--metadata is not valid JSON") from None
+        sensor, issued = service.create_sensor(
+            dbsession, args.name, metadata, issued_by="cli",
+            expires_at=_expires_at(args.expires_in))
+        row = {"sensorId": sensor.id, "name": sensor.name, "tokenId": issued.row.id,
+               "token": issued.token, "expiresAt": issued.row.expires_at}
+        return [row], ["sensorId", "name", "tokenId", "token", "expiresAt"], 1
+
+    def _list(self, args, dbsession):
+        sensors = service.list_sensors(dbsession, args.limit, args.after)
+        active = service.count_active_tokens(dbsession, [s.id for s in sensors])
+        rows = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)}
+                for s in sensors]
+        return rows, SENSOR_COLUMNS, 0
+
+    def _show(self, args, dbsession):
+        sensor = _sensor(dbsession, args.sensor_id)
+        rows = [service.token_json(t) for t in service.sensor_tokens(dbsession, sensor.id)]
+        return rows, TOKEN_COLUMNS, 0
+
+    def _rotate(self, args, dbsession):
+        sensor = _sensor(dbsession, args.sensor_id)
+        revoked = 0
+        if args.revoke_others:
+            revoked = sum(service.revoke(t) for t in service.sensor_tokens(dbsession, sensor.id))
+        issued = service.issue_token(dbsession, sensor, issued_by="cli",
+                                     expires_at=_expires_at(args.expires_in))
+        row = {"sensorId": sensor.id, "tokenId": issued.row.id, "token": issued.token,
+               "expiresAt": issued.row.expires_at, "revokedOthers": revoked}
+        return [row], ["sensorId", "tokenId", "token", "expiresAt", "revokedOthers"], 1 + revoked
+
+    def _revoke(self, args, dbsession):
+        sensor = _sensor(dbsession, args.sensor_id)
+        if args.all:
+            targets = service.sensor_tokens(dbsession, sensor.id)
+        else:
+            token = service.get_token(dbsession, sensor.id, args.token_id)
+            if token is None:
+                raise CommandError(f"sensor {sensor.id} has no token {args.token_id}; "
+                                   f"see: sensorhub-admin sensor show {sensor.id} <ini>")
+            targets = [token]
+        changed = sum(service.revoke(t) for t in targets)
+        dbsession.flush()
+        return [service.token_json(t) for t in targets], TOKEN_COLUMNS, changed
+
+    def _disable(self, args, dbsession):
+        sensor = _sensor(dbsession, args.sensor_id)
+        wanted = not args.enable
+        changed = int(sensor.disabled != wanted)
+        sensor.disabled = wanted
+        dbsession.flush()
+        return [service.sensor_json(sensor)], SENSOR_COLUMNS[:3], changed
+
+
+def _sensor(dbsession, sensor_id: str):
+    sensor = service.get_sensor(dbsession, sensor_id)
+    if sensor is None:
+        raise CommandError(f"no sensor {sensor_id}; see: sensorhub-admin sensor list <ini>")
+    return sensor
+
+
+def _expires_at(lifetime: timedelta | None) -> datetime | None:
+    return datetime.now(UTC) + lifetime if lifetime else None
+
+
+def _cells(row: dict) -> dict:
+    return {key: "" if value is None else
+            value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+            for key, value in row.items()}
+
+
+command = SensorCommand()
