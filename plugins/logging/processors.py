@@ -1,0 +1,149 @@
+"""The processors that make a log line safe: redaction, control-character escaping, rendering.
+
+Redaction runs on every record after its traceback was turned into data, so a secret in an
+exception message is censored too. It censors:
+
+- the value of any key (at any depth, in dicts, lists and tuples) whose name contains
+  ``token``, ``password``, ``passwd``, ``secret``, ``authorization``, ``cookie``, ``api_key`` /
+  ``apikey``, ``credential`` or ``provisioning_key`` (case-insensitive; ``-`` counts as ``_``),
+  except the keys in :data:`PUBLIC_KEYS` (a token's public id is an audit fact, not a secret);
+- inside any string: SensorHub tokens (``shs_`` + 30 or more letters/digits), the credential
+  after ``Bearer``/``Basic``, and the password in a URL's ``user:password@``.
+
+Objects that are neither containers nor plain values are rendered with ``repr`` first, so a
+secret cannot hide in an object's ``repr``.
+
+JSON output is one line per record: orjson escapes every control character below U+0020, and
+:func:`dumps_one_line` also escapes U+0085, U+2028 and U+2029, which some readers (Python's
+``splitlines``, JavaScript) treat as line breaks. Console output escapes control characters in
+every value (:func:`escape_control_characters`); a traceback keeps its own line breaks but is
+indented, so nothing in it can pass for a record of its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import re
+import uuid
+from typing import Any
+
+import orjson
+
+REDACTED = "[REDACTED]"
+PUBLIC_KEYS = frozenset({"token_id"})
+_MAX_DEPTH = 12
+
+_SENSITIVE_KEY = re.compile(
+    r"token|passw(?:or)?d|secret|authorization|cookie|api_?key|credential|provisioning_key")
+_SECRET_IN_TEXT = re.compile(
+    r"(?P<shs>shs_)[A-Za-z0-9]{30,}"
+    r"|(?P<scheme>\b(?i:bearer|basic)\s+)\S+"
+    r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)")
+
+_PLAIN = (int, float, bool, type(None), datetime.datetime, datetime.date, uuid.UUID)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_sensitive_key(key: str) -> bool:
+    normalized = key.lower().replace("-", "_")
+    return normalized not in PUBLIC_KEYS and _SENSITIVE_KEY.search(normalized) is not None
+
+
+def _censor_match(match: re.Match) -> str:
+    prefix = match["shs"] or match["scheme"] or match["userinfo"]
+    return prefix + REDACTED
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_IN_TEXT.sub(_censor_match, text)
+
+
+def redact_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, _PLAIN):
+        return value
+    if depth >= _MAX_DEPTH:
+        return "[…]"
+    if isinstance(value, dict):
+        return {key: (REDACTED if isinstance(key, str) and is_sensitive_key(key)
+                      and item is not None else redact_value(item, depth + 1))
+                for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(item, depth + 1) for item in value]
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "backslashreplace"))
+    return redact_text(repr(value))
+
+
+def redact_secrets(_logger, _method, event_dict: dict) -> dict:
+    """Processor: censor secrets by key name and by pattern, at any depth."""
+    return redact_value(event_dict)
+
+
+# --- console
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_KEEP_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
+                                else f"\\u{ord(char):04x}")
+
+
+def escape_control_characters(_logger, _method, event_dict: dict) -> dict:
+    """Processor (console): no value can break a line, forge a record or send terminal escapes.
+
+    Nested containers are left alone: the console renderer shows them with ``repr``, which
+    escapes by itself. A traceback keeps its line breaks and is indented by two spaces.
+    """
+    for key, value in event_dict.items():
+        if not isinstance(value, str):
+            continue
+        if key == "exception":
+            escaped = _CONTROL_KEEP_NEWLINE.sub(_escape_char, value)
+            event_dict[key] = "  " + escaped.rstrip("\n").replace("\n", "\n  ")
+        elif _CONTROL.search(value):
+            event_dict[key] = _CONTROL.sub(_escape_char, value)
+    return event_dict
+
+
+# --- JSON
+
+_LINE_SEPARATORS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"),
+                    (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _fallback(value: Any) -> str:
+    return repr(value)
+
+
+_ESSENTIALS = ("timestamp", "level", "logger", "event", "request_id")
+
+
+def put_essentials_first(_logger, _method, event_dict: dict) -> dict:
+    """Processor (JSON): the keys a reader scans for come first in every line."""
+    ordered = {key: event_dict.pop(key) for key in _ESSENTIALS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def dumps_one_line(event_dict: dict, **_ignored) -> str:
+    """JSONRenderer's serializer: orjson, one line guaranteed, never an exception.
+
+    orjson refuses a few values (integers beyond 64 bits, odd keys); those records fall back to
+    the stdlib encoder with ASCII output rather than being lost.
+    """
+    try:
+        data = orjson.dumps(event_dict, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(event_dict, default=_fallback, ensure_ascii=True)
+    for raw, escaped in _LINE_SEPARATORS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data.decode("utf-8")
