@@ -13,6 +13,7 @@ import structlog
 from pyramid.config import Configurator
 
 from .__version__ import __version__
+from .identity import DenyAllSecurityPolicy
 from .plugins import include_plugins
 from .settings import StartupError, settings_table
 
@@ -53,6 +54,7 @@ def make_app(settings: Mapping, environ: Mapping[str, str] | None = None,
     config.include(".api")  # GET /api/v1/ and the add_api_capability directive
     config.include(".migrations")  # the add_migrations directive for plugins with tables
     config.include(".plugins")  # the sensorhub.plugins setting
+    config.set_security_policy(DenyAllSecurityPolicy())  # fail closed until an auth plugin
     # Commit the core before plugins: its contracts exist when they run, and a plugin's
     # registration overrides the core's instead of conflicting with it.
     config.commit()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyramid.security import Denied
+
 # View permissions.
 SENSOR = "sensor"  # the caller is an enabled sensor acting as itself
 ADMIN = "admin"  # the caller holds admin credentials
@@ -33,3 +35,27 @@ def sensor_id_of(request) -> str | None:
     """The calling sensor's id, or None (anonymous, admin)."""
     identity = request.identity
     return identity.sensor_id if isinstance(identity, SensorIdentity) else None
+
+
+class DenyAllSecurityPolicy:
+    """The core's default policy: nobody is authenticated, nothing protected is permitted.
+
+    Pyramid without a security policy lets every view through whatever its ``permission``; a
+    plugin with protected views loaded without an auth plugin must fail closed instead (401).
+    An auth plugin replaces this with ``config.set_security_policy``.
+    """
+
+    def identity(self, request):
+        return None
+
+    def authenticated_userid(self, request):
+        return None
+
+    def permits(self, request, context, permission):
+        return Denied("no auth plugin is loaded: add one to sensorhub.plugins")
+
+    def remember(self, request, userid, **kw):
+        return []
+
+    def forget(self, request, **kw):
+        return []

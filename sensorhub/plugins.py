@@ -66,6 +66,7 @@ def include_plugins(config) -> None:
 def includeme(config) -> None:
     config.declare_settings(Setting(
         "sensorhub.plugins", as_list, [],
-        "plugins to load, in order: short names (" + ", ".join(sorted(available_plugins()))
-        + ") or dotted module names, space- or comma-separated"))
+        "plugins to load, in order: short names from the sensorhub.plugins entry-point group "
+        "(built in: auth, ingest, logging, metrics) or dotted module names, space- or "
+        "comma-separated"))
     config.registry["sensorhub.plugins"] = []

@@ -81,3 +81,11 @@ def test_no_plugin_imports_another_plugin():
                 if other != plugin.name:
                     offenders.append(f"{path}: imports plugins.{other}")
     assert offenders == []
+
+
+def test_protected_views_stay_closed_when_no_auth_plugin_is_loaded(app_factory):
+    """Pyramid alone would serve a view with a permission when no policy is set; the core's
+    default policy denies instead."""
+    app = webtest.TestApp(app_factory(plugins=["tests.core.unguardedplugin"]))
+    response = app.get("/unguarded/secret", status=401)
+    assert "should never be served" not in response.text
