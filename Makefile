@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed-stamp
 INI ?= development.ini
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate test test-postgresql lint dist bench plugin clean lock
+.PHONY: help install run migrate test test-postgresql lint dist bench plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: install ## load benchmarks on 127.0.0.1, with ratios against a bare WSGI 
 
 plugin: install ## make plugin name=<name>: a new plugin from templates/plugin
 	$(BIN)/python -m sensorhub.scripts.new_plugin $(name)
+
+docs: install ## regenerate the settings reference in docs/operations.md from the code
+	$(BIN)/python -m sensorhub.scripts.settings_reference --write
 
 lock: install ## re-pin requirements/constraints.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \
