@@ -45,6 +45,7 @@ ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin o
 MAX_AUTHORIZATION_LENGTH = 1024
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
+UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +97,7 @@ class BearerTokenSecurityPolicy:
     # --- ISecurityPolicy
 
     def identity(self, request):
-        return self._outcomes.get_or_create(request).identity
+        return self._outcome(request).identity
 
     def authenticated_userid(self, request):
         identity = self.identity(request)
@@ -110,7 +111,7 @@ class BearerTokenSecurityPolicy:
             raise problem(400, "credentials in the URL are refused (URLs end up in logs): send "
                           "'Authorization: Bearer <token>' instead, and rotate the token that "
                           "was exposed")
-        outcome = self._outcomes.get_or_create(request)
+        outcome = self._outcome(request)
         identity = outcome.identity
         if identity is None:
             retry_after = outcome.retry_after
@@ -138,7 +139,7 @@ class BearerTokenSecurityPolicy:
     def challenge_headers(self, request) -> dict:
         """``WWW-Authenticate`` for a 401 (RFC 6750 §3): ``error="invalid_token"`` when a bearer
         token was presented and refused, with a description saying why."""
-        reason = self._outcomes.get_or_create(request).reason
+        reason = self._outcome(request).reason
         if reason in _DESCRIPTIONS:
             return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
                                         f'error_description="{_DESCRIPTIONS[reason]}"'}
@@ -146,13 +147,19 @@ class BearerTokenSecurityPolicy:
 
     # --- authentication
 
+    def _outcome(self, request) -> Outcome:
+        outcome = self._outcomes.get_or_create(request)
+        if outcome.reason == UNCHECKED:
+            self._outcomes.clear(request)  # ask again once the transaction is open
+        return outcome
+
     def _authenticate(self, request) -> Outcome:
         header = request.environ.get("HTTP_AUTHORIZATION")
         client = request.remote_addr or ""
         if header is None:
             return Outcome(reason="missing", retry_after=self.guard.retry_after(client))
         outcome = self._check(request, header)
-        if outcome.identity is None:
+        if outcome.identity is None and outcome.reason != UNCHECKED:
             # Blocked or not is decided before this failure counts: the threshold-th refused
             # credential is still a 401, the next one a 429.
             retry_after = self.guard.retry_after(client)
@@ -186,9 +193,9 @@ class BearerTokenSecurityPolicy:
         if not tokens.checksum_ok(credential):
             return Outcome(reason="bad_checksum")
         if not request.environ.get("tm.active"):
-            # Asked outside the request's transaction (a tween above pyramid_tm, after a view
-            # that never needed the identity): no lookup is possible; nobody is authenticated.
-            return Outcome(reason="unknown")
+            # Asked outside the request's transaction (a tween above pyramid_tm): no lookup is
+            # possible, so nobody is authenticated *yet*; neither a failure nor cached.
+            return Outcome(reason=UNCHECKED)
         return self._sensor(request, digest)
 
     def _sensor(self, request, digest: bytes) -> Outcome:

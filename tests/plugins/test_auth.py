@@ -1,16 +1,20 @@
 """The auth plugin, read as API documentation: an operator enrols sensors and manages their
 tokens; a sensor calls the API with ``Authorization: Bearer <token>``."""
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+import webtest
 from sqlalchemy import select
 
 from plugins.auth.models import SensorToken
 from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
 from sensorhub.models import Sensor
+from sensorhub.settings import SettingError
+from tests.conftest import empty_all_tables
 from tests.plugins.test_auth_support import (
     ADMIN,
     AUTH_SETTINGS,
@@ -67,19 +71,14 @@ def test_a_sensor_without_sensor_id_reads_itself(testapp):
     assert answer["tokenId"] == created["tokenId"]
 
 
-def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, dbsession, tm):
-    import webtest
-
-    from sensorhub.db import DBSESSION_ENVIRON_KEY
-
+def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, testapp):
     def contributing_plugin(config):
         config.add_sensor_info(lambda request, sensor_id: {"eventCount": 7,
                                                            "sensorId": "spoofed"})
 
     with plugin_module("authtests.contributor", contributing_plugin) as name:
         app = app_factory(["auth", name], AUTH_SETTINGS)
-    client = webtest.TestApp(app, extra_environ={"tm.active": True, "tm.manager": tm,
-                                                 DBSESSION_ENVIRON_KEY: dbsession})
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
     created = create_sensor(client)
     answer = client.get("/api/v1/sensor", headers=bearer(created["token"])).json
     assert answer["eventCount"] == 7
@@ -93,8 +92,8 @@ def test_sensor_cannot_read_another_sensor(testapp):
     mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
     response = testapp.get("/api/v1/sensor", {"sensorId": theirs["sensorId"]},
                            headers=bearer(mine["token"]), status=403)
-    assert theirs["sensorId"] not in response.text or "theirs" not in response.text
     assert response.content_type == "application/problem+json"
+    assert "theirs" not in response.text  # nothing about the other sensor leaks
 
 
 def test_sensor_cannot_use_the_admin_api(testapp):
@@ -277,7 +276,6 @@ def test_only_the_tokens_hash_is_stored(testapp, dbsession):
     stored += [repr(row.token_hash)]
     assert not any(created["token"] in value or created["token"][4:] in value
                    for value in stored)
-    import hashlib
     assert row.token_hash == hashlib.sha256(created["token"].encode()).digest()
 
 
@@ -326,7 +324,6 @@ def test_log_lines_of_an_authenticated_request_carry_the_sensor_id(app_factory, 
 
     with plugin_module("authtests.probe", plugin) as name:
         app = app_factory(["auth", name], AUTH_SETTINGS)
-    import webtest
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
     client.get("/probe", headers=bearer(created["token"]))
     assert seen["sensor_id"] == created["sensorId"]
@@ -337,7 +334,6 @@ def test_log_lines_of_an_authenticated_request_carry_the_sensor_id(app_factory, 
 
 
 def test_devices_enrol_themselves_with_the_provisioning_key(app_factory, testapp):
-    import webtest
     key = "fleet-provisioning-key-0123456789"
     app = app_factory(["auth"], {**AUTH_SETTINGS, "sensorhub.auth.provisioning_key": key})
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
@@ -358,7 +354,6 @@ def test_self_enrolment_is_off_without_a_provisioning_key(testapp):
 
 
 def test_without_an_admin_token_the_admin_api_is_refused(app_factory, testapp):
-    import webtest
     app = app_factory(["auth"], {})
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
     client.post_json("/api/v1/sensors", {"name": "x"}, headers=ADMIN, status=401)
@@ -367,7 +362,6 @@ def test_without_an_admin_token_the_admin_api_is_refused(app_factory, testapp):
 
 
 def test_the_admin_token_comes_from_the_environment(app_factory, testapp):
-    import webtest
     app = app_factory(["auth"], {}, environ={"SENSORHUB_ADMIN_TOKEN": "from-the-env-0123456789"})
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
     client.post_json("/api/v1/sensors", {"name": "x"},
@@ -375,7 +369,41 @@ def test_the_admin_token_comes_from_the_environment(app_factory, testapp):
 
 
 def test_a_short_admin_token_is_a_startup_error(app_factory):
-    from sensorhub.settings import SettingError
     with pytest.raises(SettingError, match="SENSORHUB_ADMIN_TOKEN.*at least 16") as error:
         app_factory(["auth"], {"sensorhub.auth.admin_token": "short-secret"})
     assert "short-secret" not in str(error.value)
+
+
+def _identity_peeking_tween(handler, registry):
+    def tween(request):
+        before = request.identity  # outside pyramid_tm's transaction: cannot be looked up
+        response = handler(request)
+        response.headers["X-Identity-Before"] = type(before).__name__
+        response.headers["X-Identity-After"] = type(request.identity).__name__
+        return response
+
+    return tween
+
+
+def test_a_tween_above_the_transaction_may_ask_for_the_identity(app_factory, dbengine):
+    """A tween over pyramid_tm (say, a log line per request) asks before any lookup is
+    possible: it sees nobody yet, which is neither cached nor counted as a failure, and the
+    view still authenticates the sensor."""
+
+    def plugin(config):
+        config.add_tween(f"{__name__}._identity_peeking_tween", over="pyramid_tm.tm_tween_factory")
+
+    with plugin_module("authtests.peek", plugin) as name:
+        app = app_factory(["auth", name], {**AUTH_SETTINGS,
+                                           "sensorhub.auth.failure_threshold": "1"})
+    client = webtest.TestApp(app)  # real pyramid_tm transactions
+    try:
+        created = client.post_json("/api/v1/sensors", {"name": "peeked"}, headers=ADMIN).json
+        with recording_events(app.registry, AuthenticationFailed) as failures:
+            for path in ("/healthz", "/api/v1/sensor", "/api/v1/sensor"):
+                response = client.get(path, headers=bearer(created["token"]), status=200)
+        assert response.headers["X-Identity-Before"] == "NoneType"
+        assert response.headers["X-Identity-After"] == "SensorIdentity"
+        assert failures == []
+    finally:
+        empty_all_tables(dbengine)

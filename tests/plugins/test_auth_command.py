@@ -21,6 +21,28 @@ def app_settings():
     return AUTH_SETTINGS
 
 
+@pytest.fixture(autouse=True)
+def engines_disposed(monkeypatch):
+    """Each command bootstraps its own app and engine; close its connections when it ends
+    (the runner's closer does not, and PostgreSQL connections left to the garbage collector
+    raise ResourceWarning)."""
+    import sensorhub.scripts.admin as runner
+
+    def bootstrap(*args, **kwargs):
+        env = real_bootstrap(*args, **kwargs)
+        close = env["closer"]
+
+        def closer():
+            close()
+            env["registry"]["dbengine"].dispose()
+
+        env["closer"] = closer
+        return env
+
+    real_bootstrap = runner.bootstrap
+    monkeypatch.setattr(runner, "bootstrap", bootstrap)
+
+
 @pytest.fixture
 def ini_file(tmp_path, database_url, dbengine):
     path = tmp_path / "admin.ini"
