@@ -37,8 +37,8 @@ from .processors import (
 )
 
 # Library loggers quieter than the process level unless `sensorhub.logging.levels` says
-# otherwise: at INFO SQLAlchemy logs every statement.
-BASELINE_LEVELS = {"sqlalchemy": logging.WARNING}
+# otherwise: at INFO SQLAlchemy logs every statement, and Alembic each of its plugins.
+BASELINE_LEVELS = {"sqlalchemy": logging.WARNING, "alembic.runtime.plugins": logging.WARNING}
 
 _levelled_loggers: set[str] = set()
 

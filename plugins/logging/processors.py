@@ -37,9 +37,10 @@ _MAX_DEPTH = 12
 
 _SENSITIVE_KEY = re.compile(
     r"token|passw(?:or)?d|secret|authorization|cookie|api_?key|credential|provisioning_key")
+# A placeholder such as "Bearer <token>" (in help texts) is documentation, not a credential.
 _SECRET_IN_TEXT = re.compile(
     r"(?P<shs>shs_)[A-Za-z0-9]{30,}"
-    r"|(?P<scheme>\b(?i:bearer|basic)\s+)\S+"
+    r"|(?P<scheme>\b(?i:bearer|basic)\s+)(?!<\w+>[\"'.,;)]*(?:\s|$))\S+"
     r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)")
 
 _PLAIN = (int, float, bool, type(None), datetime.datetime, datetime.date, uuid.UUID)

@@ -27,6 +27,7 @@ import time
 
 import orjson
 import structlog
+from pyramid.tweens import EXCVIEW
 from pyramid_retry import is_error_retryable
 
 from sensorhub.errors import PROBLEM_JSON
@@ -201,6 +202,9 @@ def includeme(config) -> None:
     config.add_subscriber(_on_events_ingested, EventsIngested)
     config.add_subscriber(_on_commit_group_flushed, CommitGroupFlushed)
     config.add_subscriber(_on_admin_command_finished, AdminCommandFinished)
-    # Just under the request-ID tween: inside the request's context, over everything else.
+    # Under the request-ID tween: inside the request's context. Over pyramid_tm (and so the
+    # exception view): sees final statuses and times the commit. Both bounds are needed;
+    # `under` alone lets Pyramid sort it below the exception view once other tweens exist.
     config.add_tween("plugins.logging.summary.request_summary_tween_factory",
-                     under="sensorhub.request_id.request_id_tween_factory")
+                     under="sensorhub.request_id.request_id_tween_factory",
+                     over=("pyramid_tm.tm_tween_factory", EXCVIEW))
