@@ -130,6 +130,13 @@ def _detail_or(exc: HTTPException, fallback: str) -> str:
     return str(exc.detail) if exc.detail else fallback
 
 
+def undecodable_input_view(exc: UnicodeDecodeError, request) -> Response:
+    # WebOb decodes the query string and form bodies lazily; bytes that are not UTF-8 are the
+    # client's mistake wherever a view happens to touch them.
+    return problem_response(request, 400, "the request's query string or body is not valid "
+                            "UTF-8")
+
+
 def database_unavailable_view(exc: DBAPIError, request) -> Response:
     log.error("database_unavailable", error=type(exc.orig or exc).__name__)
     return problem_response(request, 503, "the database is unavailable; retry later",
@@ -146,6 +153,7 @@ def includeme(config) -> None:
     config.add_exception_view(http_error_view, context=HTTPException)
     config.add_exception_view(not_found_view, context=HTTPNotFound)
     config.add_exception_view(forbidden_view, context=HTTPForbidden)
+    config.add_exception_view(undecodable_input_view, context=UnicodeDecodeError)
     config.add_exception_view(database_unavailable_view, context=OperationalError)
     config.add_exception_view(database_unavailable_view, context=PoolTimeoutError)
     config.add_exception_view(unexpected_error_view, context=Exception)

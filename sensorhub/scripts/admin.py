@@ -31,6 +31,11 @@ ENTRY_POINT_GROUP = "sensorhub.commands"
 log = structlog.get_logger(__name__)
 
 
+class CommandError(Exception):
+    """An operator mistake (unknown sensor, bad argument): one line on stderr, exit 1, no
+    traceback. Anything else is a bug and is logged with its traceback."""
+
+
 def add_config_uri(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
 
@@ -59,6 +64,9 @@ def main(argv=None) -> int:
         return 0
     except SystemExit:
         raise
+    except CommandError as error:
+        sys.stderr.write(f"sensorhub-admin {args.command}: {error}\n")
+        return 1
     except Exception as error:  # the operator sees one line; the log has the traceback
         log.error("admin_command_failed", command=args.command, exc_info=error)
         sys.stderr.write(f"sensorhub-admin {args.command}: {error}\n")
@@ -67,3 +75,4 @@ def main(argv=None) -> int:
         env["registry"].notify(AdminCommandFinished(
             env["registry"], args.command, time.perf_counter() - started, succeeded, rows))
         env["closer"]()
+        env["registry"]["dbengine"].dispose()  # a one-off process leaves no connection behind

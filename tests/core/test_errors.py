@@ -90,3 +90,9 @@ def test_a_database_outage_is_a_503_with_retry_after_not_a_500(app_factory):
     body = assert_problem(response, 503)
     assert response.headers["Retry-After"]
     assert "127.0.0.1" not in body["detail"]
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400_not_a_500(app):
+    response = webtest.TestApp(app).get("/fake/answer?a=%ff", status=400)
+    assert_problem(response, 400)
+    assert "UTF-8" in response.json["detail"]

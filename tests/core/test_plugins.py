@@ -42,7 +42,7 @@ def test_an_unimportable_dotted_plugin_says_why(app_factory):
 
 def test_a_plugin_by_dotted_name_adds_routes_settings_and_capabilities(app_factory):
     app = webtest.TestApp(app_factory(plugins=[FAKE], settings={"sensorhub.fake.answer": "7"}))
-    assert app.get("/fake/answer").json == {"answer": 7}
+    assert app.get("/fake/answer").json == {"answer": 7, "query": {}}
     root = app.get("/api/v1/").json
     assert root["plugins"] == [FAKE]
     assert root["capabilities"]["fake"]["url"] == "/fake/answer"

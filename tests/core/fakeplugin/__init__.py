@@ -31,7 +31,8 @@ class HeaderSecurityPolicy:
 
 
 def echo_setting(request):
-    return {"answer": request.registry.settings["sensorhub.fake.answer"]}
+    return {"answer": request.registry.settings["sensorhub.fake.answer"],
+            "query": dict(request.GET)}
 
 
 def explode(request):
