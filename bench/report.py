@@ -28,6 +28,9 @@ def summarize(name: str, runs: list[dict], warmups: list[dict] = ()) -> dict:
         "scenario": name,
         "runs": len(runs),
         "req_per_s": med("req_per_s"),
+        # Half the range of req/s over the runs, relative to the median: the run-to-run noise.
+        "spread": ((max(r["req_per_s"] for r in runs) - min(r["req_per_s"] for r in runs))
+                   / 2 / med("req_per_s")) if len(runs) > 1 and med("req_per_s") else None,
         "events_per_s": med("events_per_s"),
         "p50_ms": med("p50_ms"),
         "p99_ms": med("p99_ms"),
@@ -65,6 +68,8 @@ def overheads(summaries: dict[str, dict]) -> list[dict]:
         if base not in summaries or variant not in summaries:
             continue
         b, v = summaries[base], summaries[variant]
+        if not b["req_per_s"] or not v["req_per_s"]:
+            continue
         rows.append({
             "what": what, "baseline": base, "variant": variant,
             "throughput_ratio": v["req_per_s"] / b["req_per_s"],
@@ -119,12 +124,12 @@ def _fmt(value, spec: str, blank: str = "-") -> str:
 
 
 def table(summaries: dict[str, dict], order: list[str]) -> str:
-    header = (f"{'scenario':<24}{'req/s':>10}{'events/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+    header = (f"{'scenario':<24}{'req/s':>10}{'+/-':>6}{'events/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'non-2xx':>9}{'sock err':>9}{'x hello':>9}")
     lines = [header, "-" * len(header)]
     for name in order:
         s = summaries[name]
-        lines.append(f"{name:<24}{_fmt(s['req_per_s'], ',.0f'):>10}"
+        lines.append(f"{name:<24}{_fmt(s['req_per_s'], ',.0f'):>10}{_fmt(s['spread'], '.0%'):>6}"
                      f"{_fmt(s['events_per_s'], ',.0f'):>12}{_fmt(s['p50_ms'], '.1f'):>9}"
                      f"{_fmt(s['p99_ms'], '.1f'):>9}{s['non_2xx']:>9}{s['socket_errors']:>9}"
                      f"{_fmt(s['x_hello'], '.2f'):>9}")

@@ -215,8 +215,10 @@ def main(argv=None) -> int:
     targets = report.targets(summaries, {s.name for s, _ in skipped})
     env["loadavg_at_end"] = os.getloadavg()
 
-    say(f"\nmedians of {args.runs} run(s), {args.duration:g}s each; x hello = req/s ratio to "
-        "the bare WSGI app on the same waitress in this run")
+    say(f"\nmedians of {args.runs} run(s), {args.duration}s each; x hello = req/s ratio to "
+        "the bare WSGI app on the same waitress in this run; +/- = half the req/s range over "
+        "the runs; load average " + " ".join(f"{x:.2f}" for x in env["loadavg_at_start"])
+        + " at start, " + " ".join(f"{x:.2f}" for x in env["loadavg_at_end"]) + " at end")
     say(report.table(summaries, [s.name for s in chosen if s.name in summaries]))
     if overheads:
         say("\nwhat each layer costs (variant vs baseline, same run):")
