@@ -22,6 +22,7 @@ will repeat logs ``request_retried`` instead; the attempt that ends the request 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 
@@ -40,7 +41,8 @@ from sensorhub.events import (
     SensorAuthenticated,
 )
 
-log = structlog.get_logger("sensorhub.request")
+SUMMARY_LOGGER = "sensorhub.request"
+log = structlog.get_logger(SUMMARY_LOGGER)
 _FACTS = "_sensorhub_log_facts"
 _MAX_REASON = 300
 _WARNING_STATUSES = frozenset({401, 403, 429})
@@ -59,6 +61,10 @@ def request_summary_tween_factory(handler, registry):
     quiet_routes = frozenset(settings["sensorhub.logging.quiet_routes"])
     sample_rate = settings["sensorhub.logging.quiet_sample_rate"]
     trusted_proxy = settings.get("sensorhub.trusted_proxy", "")
+    # Bound once: the structlog side of the pipeline never changes (pipeline.py), and the
+    # stdlib logger below it is the same object whatever the configuration.
+    summary_log = structlog.get_logger(SUMMARY_LOGGER).bind()
+    enabled_for = logging.getLogger(SUMMARY_LOGGER).isEnabledFor
 
     def request_summary_tween(request):
         started = time.perf_counter()
@@ -83,6 +89,10 @@ def request_summary_tween_factory(handler, registry):
 
     def _log_summary(request, response, started, error) -> None:
         status = response.status_code if response is not None else 500
+        level = (logging.ERROR if status >= 500 else
+                 logging.WARNING if status in _WARNING_STATUSES else logging.INFO)
+        if not enabled_for(level):  # filtered out: don't gather what nobody will read
+            return
         line = {
             "method": request.method,
             "route": _matched_route_name(request),
@@ -100,14 +110,9 @@ def request_summary_tween_factory(handler, registry):
             reason = _problem_detail(response)
             if reason:
                 line["reason"] = reason
-        if status >= 500:
-            if error is not None:
-                line["error"] = type(error).__name__
-            log.error("request_finished", **line)
-        elif status in _WARNING_STATUSES:
-            log.warning("request_finished", **line)
-        else:
-            log.info("request_finished", **line)
+        if status >= 500 and error is not None:
+            line["error"] = type(error).__name__
+        summary_log.log(level, "request_finished", **line)
 
     return request_summary_tween
 
