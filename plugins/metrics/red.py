@@ -1,0 +1,75 @@
+"""RED per route: one tween counts and times every request by method, route name and status.
+
+Placement: under the core's request-ID tween (so the logging plugin's summary and the request ID
+wrap it) and over pyramid_tm, which is itself over the exception view. So the tween sees the
+final status of every response: errors rendered by exception views, and a failed commit that
+pyramid_tm renders; and the duration includes the commit. An exception that escapes everything
+(the WSGI server answers it) is counted as a 500.
+
+Cardinality: ``route`` is the matched route's *name*, or ``unmatched`` (a scanner probing random
+paths creates no series); ``method`` is one of the standard methods or ``other``; ``status`` is
+whatever the app answers (a small set). An attempt that pyramid_retry will run again is not a
+request: it counts in ``sensorhub_http_request_retries_total`` and the final attempt is counted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pyramid_retry import is_error_retryable
+
+from .metrics import KNOWN_METHODS, UNMATCHED_ROUTE, metrics_of
+
+
+def route_name(request) -> str:
+    route = request.matched_route
+    return route.name if route is not None else UNMATCHED_ROUTE
+
+
+def red_tween_factory(handler, registry):
+    metrics = metrics_of(registry)
+    in_flight = metrics.http_in_flight
+    # Label lookups take a lock and stringify; the children are cached per label set instead.
+    counters: dict[tuple[str, str, int], object] = {}
+    timers: dict[tuple[str, str], object] = {}
+
+    def observe(request, status: int, elapsed: float) -> None:
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        route = route_name(request)
+        counter = counters.get((method, route, status))
+        if counter is None:
+            counter = counters[(method, route, status)] = metrics.http_requests.labels(
+                method, route, str(status))
+        timer = timers.get((method, route))
+        if timer is None:
+            timer = timers[(method, route)] = metrics.http_duration.labels(method, route)
+        counter.inc()
+        timer.observe(elapsed)
+
+    def red_tween(request):
+        in_flight.inc()
+        started = time.perf_counter()
+        try:
+            response = handler(request)
+        except Exception as error:
+            if is_error_retryable(request, error):
+                metrics.http_retries.labels(route_name(request)).inc()
+            else:
+                observe(request, 500, time.perf_counter() - started)
+            raise
+        finally:
+            in_flight.dec()
+        error = getattr(request, "exception", None)
+        if error is not None and is_error_retryable(request, error):
+            metrics.http_retries.labels(route_name(request)).inc()  # this response is dropped
+        else:
+            observe(request, response.status_code, time.perf_counter() - started)
+        return response
+
+    return red_tween
+
+
+def includeme(config) -> None:
+    config.add_tween("plugins.metrics.red.red_tween_factory",
+                     under="sensorhub.request_id.request_id_tween_factory",
+                     over="pyramid_tm.tm_tween_factory")
