@@ -157,6 +157,10 @@ def includeme(config) -> None:
     # explicit manager makes a stray access outside a request an error instead of a leak.
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
     settings["retry.attempts"] = settings["sensorhub.database.retry_attempts"]
+    # pyramid_tm would ask the security policy for the user on every request just to annotate
+    # the transaction: an authentication (and a failure count) for requests that never needed
+    # one, such as a scrape of /metrics.
+    settings["tm.annotate_user"] = False
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 

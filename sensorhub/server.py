@@ -35,9 +35,12 @@ def serve(app, global_conf, **server_options):
                        trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
                        clear_untrusted_proxy_headers=True)
     options.update(server_options)
+    server = waitress.create_server(app, **options)
+    # Shared so plugins can observe the thread pool (busy threads, queued requests).
+    app.registry["sensorhub.server.task_dispatcher"] = server.task_dispatcher
     log.info("server_starting", host=options["host"], port=options["port"],
              threads=options["threads"])
-    waitress.serve(app, **options)
+    server.run()
 
 
 def includeme(config) -> None:

@@ -237,7 +237,7 @@ class SettingsTable:
         unknown = []
         for key in sorted(self._raw):
             if key.startswith(prefix) and key not in self._resolved:
-                close = difflib.get_close_matches(key, list(self._resolved), n=1)
+                close = difflib.get_close_matches(key, list(self._resolved), n=1, cutoff=0.85)
                 unknown.append((key, close[0] if close else None))
         return unknown
 

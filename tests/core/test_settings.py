@@ -118,3 +118,13 @@ def test_paste_entry_point_turns_a_setting_error_into_one_line_and_exit(monkeypa
     with pytest.raises(SystemExit) as stop:
         main({}, **{"sensorhub.database.url": "sqlite://"})
     assert str(stop.value).startswith("sensorhub: cannot start: invalid setting sensorhub.port")
+
+
+def test_a_mistyped_ini_key_is_reported_with_the_likely_intended_one(app_factory):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        app_factory(settings={"sensorhub.health.timeuot": "1s", "sensorhub.metrics.path": "/m"})
+    unknown = [entry for entry in logs if entry["event"] == "unknown_setting"]
+    assert unknown == [{"event": "unknown_setting", "key": "sensorhub.health.timeuot",
+                        "did_you_mean": "sensorhub.health.timeout", "log_level": "warning"}]
