@@ -1,0 +1,220 @@
+"""Writing and reading events with SQLAlchemy Core (no ORM object per event).
+
+:func:`write_jobs` stores the rows of one or more :class:`WriteJob` (a request's validated
+events) in the caller's transaction: one multi-row ``INSERT … ON CONFLICT (sensor_id, event_id)
+DO NOTHING RETURNING`` for the rows with an ``eventId`` and one plain multi-row insert for the
+rest, then one counter upsert per sensor. It fills each job's per-row outcome (accepted or
+duplicate): a duplicate is an ``eventId`` already stored for that sensor, or one seen earlier
+in the same write (the same request or another request in the same group commit).
+
+Exactness of the counters: they change only in the transaction that changes the events, and
+the prune decrements them in the transaction that deletes.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import and_, case, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .models import events_table, stats_table
+
+
+@dataclass
+class WriteJob:
+    """One request's work: its valid rows (in request order) and how many items it rejected."""
+
+    sensor_id: str
+    rows: list[dict]
+    rejected: int = 0
+    accepted_flags: list[bool] = field(default_factory=list)  # per row, filled by write_jobs
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.accepted_flags)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.rows) - self.accepted
+
+
+@functools.cache
+def _statements(dialect_name: str):
+    """The write statements, built once per dialect: building an upsert (its ``excluded``
+    alias) costs more than executing it for a small batch."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    keyed = (dialect_insert(events_table)
+             .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
+             .returning(events_table.c.sensor_id, events_table.c.event_id))
+    upsert = dialect_insert(stats_table)
+    excluded, current = upsert.excluded, stats_table.c
+    upsert = upsert.on_conflict_do_update(index_elements=["sensor_id"], set_={
+        "event_count": current.event_count + excluded.event_count,
+        "duplicate_count": current.duplicate_count + excluded.duplicate_count,
+        "rejected_count": current.rejected_count + excluded.rejected_count,
+        "last_event_at": case(
+            (excluded.last_event_at.is_(None), current.last_event_at),
+            (current.last_event_at.is_(None), excluded.last_event_at),
+            (current.last_event_at >= excluded.last_event_at, current.last_event_at),
+            else_=excluded.last_event_at),
+    })
+    return keyed, insert(events_table), upsert
+
+
+def write_jobs(connection, jobs: list[WriteJob]) -> None:
+    """Insert the jobs' rows and update the counters, in ``connection``'s open transaction."""
+    insert_keyed, insert_plain, upsert_counters = _statements(connection.dialect.name)
+    seen: set[tuple[str, str]] = set()
+    keyed: list[dict] = []
+    unkeyed: list[dict] = []
+    for job in jobs:
+        flags = job.accepted_flags = [True] * len(job.rows)
+        sensor_id = job.sensor_id
+        for position, row in enumerate(job.rows):
+            event_id = row["event_id"]
+            params = {**row, "sensor_id": sensor_id}
+            if event_id is None:
+                unkeyed.append(params)
+                continue
+            key = (sensor_id, event_id)
+            if key in seen:
+                flags[position] = False
+            else:
+                seen.add(key)
+                keyed.append(params)
+    inserted: set[tuple[str, str]] = set()
+    if keyed:
+        inserted = {tuple(row) for row in connection.execute(insert_keyed, keyed)}
+    if unkeyed:
+        connection.execute(insert_plain, unkeyed)
+    if len(inserted) != len(keyed):
+        for job in jobs:
+            for position, row in enumerate(job.rows):
+                if (job.accepted_flags[position] and row["event_id"] is not None
+                        and (job.sensor_id, row["event_id"]) not in inserted):
+                    job.accepted_flags[position] = False
+    _add_to_counters(connection, upsert_counters, jobs)
+
+
+def _add_to_counters(connection, upsert_counters, jobs: list[WriteJob]) -> None:
+    totals: dict[str, list] = defaultdict(lambda: [0, 0, 0, None])
+    for job in jobs:
+        total = totals[job.sensor_id]
+        total[2] += job.rejected
+        for row, accepted in zip(job.rows, job.accepted_flags, strict=True):
+            if accepted:
+                total[0] += 1
+                if total[3] is None or row["ts"] > total[3]:
+                    total[3] = row["ts"]
+            else:
+                total[1] += 1
+    # Sorted: concurrent writers (several processes) lock the counter rows in the same order.
+    params = [{"sensor_id": sensor_id, "event_count": t[0], "duplicate_count": t[1],
+               "rejected_count": t[2], "last_event_at": t[3]}
+              for sensor_id, t in sorted(totals.items()) if t[0] or t[1] or t[2]]
+    if params:
+        connection.execute(upsert_counters, params)
+
+
+def read_counters(connection, sensor_id: str) -> dict:
+    row = connection.execute(
+        select(stats_table.c.event_count, stats_table.c.duplicate_count,
+               stats_table.c.rejected_count, stats_table.c.last_event_at)
+        .where(stats_table.c.sensor_id == sensor_id)).first()
+    if row is None:
+        return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0,
+                "last_event_at": None}
+    return row._asdict()
+
+
+# --- reads: keyset pagination over (ts, id), newest or oldest first
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    sensor_id: str
+    types: tuple[str, ...] = ()
+    since: int | None = None  # epoch µs, inclusive
+    until: int | None = None  # epoch µs, exclusive
+    newest_first: bool = True
+    after: tuple[int, int] | None = None  # (ts, id) of the last event already returned
+
+
+def select_events(query: EventQuery, limit: int):
+    columns = events_table.c
+    conditions = [columns.sensor_id == query.sensor_id]
+    if query.types:
+        conditions.append(columns.type.in_(query.types))
+    if query.since is not None:
+        conditions.append(columns.ts >= query.since)
+    if query.until is not None:
+        conditions.append(columns.ts < query.until)
+    position = tuple_(columns.ts, columns.id)
+    if query.after is not None:
+        after = tuple_(*query.after)
+        conditions.append(position < after if query.newest_first else position > after)
+    order = ((columns.ts.desc(), columns.id.desc()) if query.newest_first
+             else (columns.ts.asc(), columns.id.asc()))
+    return (select(columns.id, columns.event_id, columns.type, columns.value, columns.unit,
+                   columns.ts, columns.received_at, columns.data)
+            .where(and_(*conditions)).order_by(*order).limit(limit))
+
+
+def encode_cursor(newest_first: bool, ts: int, row_id: int) -> str:
+    raw = orjson.dumps(["n" if newest_first else "o", ts, row_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, newest_first: bool) -> tuple[int, int]:
+    """``(ts, id)`` from a cursor; ValueError if it is not one we issued for this order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        order, ts, row_id = orjson.loads(raw)
+    except (ValueError, TypeError):
+        raise ValueError("cursor is not one this server issued; start again without it")
+    if order != ("n" if newest_first else "o") or type(ts) is not int \
+            or type(row_id) is not int:
+        raise ValueError("cursor belongs to another order or is damaged; use the same order "
+                         "as the request that returned it, or start again without it")
+    return ts, row_id
+
+
+# --- retention
+
+
+def prune_sensor_chunk(connection, sensor_id: str, cutoff_us: int, chunk: int) -> int:
+    """Delete up to ``chunk`` of a sensor's events older than ``cutoff_us`` and decrement its
+    counters, in ``connection``'s transaction. Returns how many were deleted."""
+    columns = events_table.c
+    ids = connection.execute(
+        select(columns.id).where(columns.sensor_id == sensor_id, columns.ts < cutoff_us)
+        .order_by(columns.ts).limit(chunk)).scalars().all()
+    if not ids:
+        return 0
+    deleted = connection.execute(delete(events_table).where(columns.id.in_(ids))).rowcount
+    stats = stats_table.c
+    remaining = stats.event_count - deleted
+    connection.execute(
+        update(stats_table).where(stats.sensor_id == sensor_id)
+        .values(event_count=remaining,
+                # Deleting by ts < cutoff removes the newest event only when it removes all.
+                last_event_at=case((remaining <= 0, None), else_=stats.last_event_at)))
+    return deleted
+
+
+def sensors_with_events(connection) -> list[str]:
+    return list(connection.execute(
+        select(stats_table.c.sensor_id).where(stats_table.c.event_count > 0)
+        .order_by(stats_table.c.sensor_id)).scalars())
+
+
+def count_prunable(connection, sensor_id: str, cutoff_us: int) -> int:
+    return connection.execute(
+        select(func.count()).select_from(events_table)
+        .where(events_table.c.sensor_id == sensor_id, events_table.c.ts < cutoff_us)
+    ).scalar_one()

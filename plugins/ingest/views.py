@@ -1,0 +1,249 @@
+"""HTTP: POST and GET /api/v1/events (the calling sensor's own), and the admin's read of any
+sensor's events."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+
+import orjson
+import structlog
+from pyramid.response import Response
+from zope.sqlalchemy import mark_changed
+
+from sensorhub.errors import DATABASE_RETRY_AFTER_SECONDS, problem, problem_response
+from sensorhub.events import EventsIngested, notify_after_commit
+from sensorhub.identity import sensor_id_of
+from sensorhub.models import Sensor
+
+from .body import media_type, read_body
+from .parsing import (
+    NDJSON,
+    TYPE_PATTERN,
+    BodyError,
+    Limits,
+    format_timestamp,
+    parse_body,
+    parse_timestamp,
+)
+from .storage import (
+    EventQuery,
+    WriteJob,
+    decode_cursor,
+    encode_cursor,
+    read_counters,
+    select_events,
+    write_jobs,
+)
+from .writer import GroupCommitWriter, WriterUnavailable
+
+log = structlog.get_logger(__name__)
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+EXPORT_PAGE = 1000
+QUERY_PARAMS = frozenset({"type", "since", "until", "limit", "order", "cursor"})
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    limits: Limits
+    partial: bool
+    writer: GroupCommitWriter | None  # None: write through request.dbsession (pyramid_tm)
+    commit_timeout: float
+
+
+def ingest_config(request) -> IngestConfig:
+    return request.registry["ingest.config"]
+
+
+# --- POST /api/v1/events
+
+
+def post_events(request):
+    config = ingest_config(request)
+    media = media_type(request)
+    body = read_body(request, config.limits.max_body_bytes)
+    try:
+        parsed = parse_body(body, media, limits=config.limits)
+    except BodyError as error:
+        raise problem(error.status, error.detail)
+    rejections = parsed.rejections
+    # All or nothing by default; in partial mode a batch with no valid item is refused too.
+    refuse = bool(rejections) and (not config.partial or len(rejections) == len(parsed.items))
+    job = WriteJob(sensor_id_of(request), [] if refuse else parsed.rows, len(rejections))
+    _commit(request, config, job, EventsIngested(
+        request=request, sensor_id=job.sensor_id, batch_size=len(parsed.items),
+        accepted=0, duplicates=0, rejected=len(rejections),
+        rejected_by_reason=dict(Counter(rejection.reason for rejection in rejections))))
+    if refuse:
+        # Returned, not raised: the rejected counter was written and must commit.
+        return problem_response(
+            request, 422, f"{len(rejections)} of {len(parsed.items)} events are invalid; "
+            "nothing was stored: fix them and resend the batch",
+            errors=[rejection.as_error() for rejection in rejections])
+    request.response.status = 201
+    return {"accepted": job.accepted, "duplicates": job.duplicates, "rejected": len(rejections),
+            "results": _results(parsed.items, job.accepted_flags)}
+
+
+def _commit(request, config: IngestConfig, job: WriteJob, event: EventsIngested) -> None:
+    """Store ``job``; publish ``event`` (with the final counts) once it is committed."""
+    if config.writer is None:
+        write_jobs(request.dbsession.connection(), [job])
+        # Core statements bypass the ORM: without this, zope.sqlalchemy rolls the session back.
+        mark_changed(request.dbsession)
+        notify_after_commit(request, _with_counts(event, job))
+        return
+    _release_request_transaction(request)
+    try:
+        config.writer.submit(job, config.commit_timeout)
+    except WriterUnavailable as error:
+        log.warning("events_not_committed", error=str(error), events=len(job.rows))
+        raise problem(503, "the events could not be committed; nothing was acknowledged: "
+                           "retry later", headers={"Retry-After": str(
+                               DATABASE_RETRY_AFTER_SECONDS)})
+    request.registry.notify(_with_counts(event, job))
+
+
+def _with_counts(event: EventsIngested, job: WriteJob) -> EventsIngested:
+    accepted = job.accepted
+    return dataclasses.replace(event, accepted=accepted, duplicates=len(job.rows) - accepted)
+
+
+def _release_request_transaction(request) -> None:
+    """Commit what the request did so far (an auth plugin's reads and last-used updates) before
+    waiting on the writer: on SQLite the request's transaction holds the write lock the writer
+    needs, and on PostgreSQL it would hold a pooled connection idle while waiting."""
+    session = request.__dict__.get("dbsession")  # reified: present only if already used
+    if session is not None and session.in_transaction():
+        request.tm.commit()
+        request.tm.begin()
+
+
+def _results(items: list, accepted_flags: list[bool]) -> list[dict]:
+    flags = iter(accepted_flags)
+    results = []
+    for item in items:
+        if type(item) is dict:
+            entry = {"status": "accepted" if next(flags) else "duplicate"}
+            if item["event_id"] is not None:
+                entry["eventId"] = item["event_id"]
+        else:
+            entry = {"status": "rejected", **item.as_error()}
+            if item.event_id is not None:
+                entry["eventId"] = item.event_id
+        results.append(entry)
+    return results
+
+
+# --- GET /api/v1/events, GET /api/v1/sensors/{sensor_id}/events
+
+
+def get_own_events(request):
+    return _events_response(request, sensor_id_of(request))
+
+
+def get_sensor_events(request):
+    sensor_id = request.matchdict["sensor_id"]
+    if request.dbsession.get(Sensor, sensor_id) is None:
+        raise problem(404, f"no sensor {sensor_id!r}")
+    return _events_response(request, sensor_id)
+
+
+def _events_response(request, sensor_id: str):
+    query, limit = _parse_query(request, sensor_id)
+    offers = request.accept.acceptable_offers(["application/json", NDJSON])
+    if offers and offers[0][0] == NDJSON:
+        explicit_limit = limit if "limit" in request.GET else None
+        return Response(app_iter=_export(request.registry["dbengine"], query, explicit_limit),
+                        content_type=NDJSON, charset=None)
+    connection = request.dbsession.connection()
+    rows = connection.execute(select_events(query, limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (encode_cursor(query.newest_first, rows[-1].ts, rows[-1].id)
+                   if more else None)
+    return {"events": [event_json(row) for row in rows], "nextCursor": next_cursor}
+
+
+def event_json(row) -> dict:
+    return {"eventId": row.event_id, "type": row.type, "value": row.value, "unit": row.unit,
+            "ts": format_timestamp(row.ts), "receivedAt": format_timestamp(row.received_at),
+            "data": orjson.Fragment(row.data) if row.data is not None else None}
+
+
+def _export(engine, query: EventQuery, limit: int | None):
+    """NDJSON, page by page, each page its own short read (no transaction held while the client
+    reads, and a stable order under concurrent inserts thanks to the (ts, id) keyset)."""
+    sent = 0
+    while limit is None or sent < limit:
+        size = EXPORT_PAGE if limit is None else min(EXPORT_PAGE, limit - sent)
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            rows = connection.execute(select_events(query, size)).all()
+        if rows:
+            yield b"".join(orjson.dumps(event_json(row)) + b"\n" for row in rows)
+            sent += len(rows)
+            query = dataclasses.replace(query, after=(rows[-1].ts, rows[-1].id))
+        if len(rows) < size:
+            return
+
+
+def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
+    params = request.GET
+    errors = []
+    unknown = sorted(set(params) - QUERY_PARAMS)
+    for name in unknown:
+        errors.append({"path": name, "message": "unknown parameter; use type, since, until, "
+                                                "limit, order or cursor"})
+    types = tuple(params.getall("type"))
+    for kind in types:
+        if TYPE_PATTERN.fullmatch(kind) is None:
+            errors.append({"path": "type", "message": f"{kind!r} is not an event type"})
+    limit = DEFAULT_PAGE
+    if "limit" in params:
+        raw = params["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            errors.append({"path": "limit", "message": f"must be an integer from 1 to "
+                                                       f"{MAX_PAGE}"})
+        else:
+            limit = int(raw)
+    order = params.get("order", "newest")
+    if order not in ("newest", "oldest"):
+        errors.append({"path": "order", "message": "must be newest or oldest"})
+    bounds = {}
+    for name in ("since", "until"):
+        raw = params.get(name)
+        if raw is None:
+            continue
+        value = parse_timestamp(int(raw) if raw.isdigit() and len(raw) < 19 else raw)
+        if value is None:
+            errors.append({"path": name, "message": "must be RFC 3339 with an offset or "
+                                                    "integer epoch milliseconds"})
+        bounds[name] = value
+    newest_first = order != "oldest"
+    after = None
+    if "cursor" in params and order in ("newest", "oldest"):
+        try:
+            after = decode_cursor(params["cursor"], newest_first)
+        except ValueError as error:
+            errors.append({"path": "cursor", "message": str(error)})
+    if errors:
+        raise problem(400, "invalid query: " + "; ".join(f"{e['path']} {e['message']}"
+                                                         for e in errors), errors=errors)
+    return EventQuery(sensor_id, types, bounds.get("since"), bounds.get("until"),
+                      newest_first, after), limit
+
+
+# --- GET /api/v1/sensor contribution
+
+
+def sensor_counters(request, sensor_id: str) -> dict:
+    counters = read_counters(request.dbsession.connection(), sensor_id)
+    last = counters["last_event_at"]
+    return {"eventCount": counters["event_count"],
+            "duplicateCount": counters["duplicate_count"],
+            "rejectedCount": counters["rejected_count"],
+            "lastEventAt": format_timestamp(last) if last is not None else None}
+

@@ -1,0 +1,305 @@
+"""The commit path: a 201 means committed, concurrent requests share commits (group commit),
+resends racing each other store one row, reads page stably under concurrent inserts, and the
+events and counters other plugins rely on appear only after commit. Requests here commit for
+real; the tables are emptied after each test."""
+
+import threading
+import time
+
+import orjson
+import pytest
+import webtest
+from sqlalchemy import create_engine, select
+
+from plugins.ingest.models import stats_table
+from plugins.ingest.storage import WriteJob
+from plugins.ingest.writer import GroupCommitWriter
+from sensorhub.events import CommitGroupFlushed, EventsIngested
+from tests.conftest import empty_all_tables
+from tests.plugins.test_ingest_support import (
+    AUTH_SETTINGS,
+    new_sensor,
+    post_events,
+    recording_events,
+    stored_events,
+)
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return ["auth", "ingest"]
+
+
+@pytest.fixture(scope="module")
+def app_settings():
+    return AUTH_SETTINGS  # group commit is on by default
+
+
+@pytest.fixture
+def committing_app(app_factory, dbengine):
+    """Build a differently configured app whose requests commit; tables emptied afterwards."""
+    built = []
+
+    def build(**settings):
+        app = app_factory(["auth", "ingest"], {**AUTH_SETTINGS, **settings})
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        writer = app.registry["ingest.config"].writer
+        if writer is not None:
+            writer.close()
+    empty_all_tables(dbengine)
+
+
+def in_threads(count, work):
+    """Run ``work(n)`` in ``count`` threads started together; re-raise the first error."""
+    barrier, errors, results = threading.Barrier(count), [], [None] * count
+
+    def run(n):
+        try:
+            barrier.wait()
+            results[n] = work(n)
+        except Exception as error:  # surfaced below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_a_201_means_the_event_is_committed(committing_testapp, dbengine):
+    sensor_id, headers = new_sensor(committing_testapp)
+    post_events(committing_testapp, headers, [{"type": "t"}] * 3)
+    assert stored_events(dbengine, sensor_id) == 3
+
+
+def test_the_same_event_resent_concurrently_is_stored_once(committing_testapp, app, dbengine):
+    sensor_id, headers = new_sensor(committing_testapp)
+
+    def resend(_):
+        return post_events(webtest.TestApp(app), headers,
+                           {"type": "t", "value": 1, "eventId": "race"}).json["results"][0]
+
+    statuses = sorted(result["status"] for result in in_threads(8, resend))
+    assert statuses == ["accepted"] + ["duplicate"] * 7
+    assert stored_events(dbengine, sensor_id) == 1
+    info = committing_testapp.get("/api/v1/sensor", headers=headers).json
+    assert (info["eventCount"], info["duplicateCount"]) == (1, 7)
+
+
+def test_the_same_event_resent_concurrently_without_group_commit_is_stored_once(
+        committing_app, dbengine):
+    app = committing_app(**{"sensorhub.ingest.group_commit": "false"})
+    sensor_id, headers = new_sensor(webtest.TestApp(app))
+
+    def resend(_):
+        return post_events(webtest.TestApp(app), headers,
+                           {"type": "t", "eventId": "race"}).json["results"][0]["status"]
+
+    assert sorted(in_threads(6, resend)) == ["accepted"] + ["duplicate"] * 5
+    assert stored_events(dbengine, sensor_id) == 1
+
+
+def test_concurrent_single_event_posts_share_commits(committing_app, dbengine):
+    app = committing_app(**{"sensorhub.ingest.group_commit_max_wait": "50ms"})
+    testapp = webtest.TestApp(app)
+    sensors = [new_sensor(testapp, f"s{n}") for n in range(8)]
+    with recording_events(app.registry, CommitGroupFlushed, EventsIngested) as seen:
+        in_threads(8, lambda n: post_events(webtest.TestApp(app), sensors[n][1],
+                                            {"type": "t", "eventId": "one"}))
+    flushes = [e for e in seen if isinstance(e, CommitGroupFlushed)]
+    assert sum(f.requests for f in flushes) == 8 and all(f.succeeded for f in flushes)
+    assert max(f.requests for f in flushes) > 1  # at least one commit served several requests
+    assert sum(e.accepted for e in seen if isinstance(e, EventsIngested)) == 8
+    assert sum(stored_events(dbengine, sensor_id) for sensor_id, _ in sensors) == 8
+
+
+@pytest.mark.parametrize("group_commit", ["true", "false"])
+def test_events_ingested_is_published_after_commit_with_the_outcomes(committing_app, dbengine,
+                                                                     group_commit):
+    app = committing_app(**{"sensorhub.ingest.group_commit": group_commit,
+                            "sensorhub.ingest.partial": "true"})
+    testapp = webtest.TestApp(app)
+    sensor_id, headers = new_sensor(testapp)
+    post_events(testapp, headers, {"type": "t", "eventId": "a"})
+    committed_when_published = []
+
+    def check(event):
+        committed_when_published.append(stored_events(dbengine, sensor_id))
+
+    app.registry.registerHandler(check, (EventsIngested,))
+    with recording_events(app.registry, EventsIngested) as seen:
+        post_events(testapp, headers, [{"type": "t", "eventId": "a"}, {"type": "t"},
+                                       {"type": "t", "value": "x"}])
+    [event] = seen
+    assert (event.sensor_id, event.batch_size, event.accepted, event.duplicates,
+            event.rejected, dict(event.rejected_by_reason)) == \
+        (sensor_id, 3, 1, 1, 1, {"invalid_field": 1})
+    assert committed_when_published == [2]
+
+
+def test_a_refused_batch_counts_its_rejections_and_stores_nothing(committing_testapp, dbengine):
+    sensor_id, headers = new_sensor(committing_testapp)
+    post_events(committing_testapp, headers, [{"type": "ok"}, {"value": 1}, {"type": "t",
+                                                                          "unit": ""}],
+                status=422)
+    assert stored_events(dbengine, sensor_id) == 0
+    with dbengine.connect() as connection:
+        counters = connection.execute(select(stats_table.c.event_count,
+                                             stats_table.c.rejected_count)
+                                      .where(stats_table.c.sensor_id == sensor_id)).one()
+    assert tuple(counters) == (0, 2)
+
+
+def test_a_failed_commit_is_a_503_with_retry_after_and_nothing_acknowledged(committing_app,
+                                                                            tmp_path):
+    app = committing_app()
+    testapp = webtest.TestApp(app)
+    _, headers = new_sensor(testapp)
+    writer = app.registry["ingest.config"].writer
+    writer.engine = create_engine(f"sqlite:///{tmp_path}/missing/dir/x.sqlite")  # cannot open
+    problem = post_events(testapp, headers, {"type": "t"}, status=503)
+    assert problem.headers["Retry-After"] and problem.content_type == "application/problem+json"
+    writer.close()
+
+
+def test_one_failing_job_does_not_fail_the_others_in_its_group(committing_testapp, app,
+                                                               dbengine):
+    sensor_id, _ = new_sensor(committing_testapp)
+    writer = GroupCommitWriter(dbengine, max_wait=0.2)
+    good = WriteJob(sensor_id, [row("ok")])
+    bad = WriteJob("sen_deleted_meanwhile", [row("orphan")])  # violates the foreign key
+    outcomes = in_threads(2, lambda n: _submit(writer, [good, bad][n]))
+    writer.close()
+    assert outcomes[0] == [True] and isinstance(outcomes[1], Exception)
+    assert stored_events(dbengine, sensor_id) == 1
+
+
+def _submit(writer, job):
+    try:
+        return writer.submit(job, timeout=10).accepted_flags
+    except Exception as error:
+        return error
+
+
+def row(kind, event_id=None):
+    now = time.time_ns() // 1000
+    return {"event_id": event_id, "type": kind, "value": None, "unit": None, "ts": now,
+            "received_at": now, "data": None}
+
+
+def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_testapp,
+                                                                  dbengine):
+    sensor_id, _ = new_sensor(committing_testapp)
+    writer = GroupCommitWriter(dbengine, idle_seconds=0.05)
+    writer.submit(WriteJob(sensor_id, [row("a")]), timeout=10)
+    assert writer.running
+    deadline = time.monotonic() + 5
+    while writer.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not writer.running
+    writer.submit(WriteJob(sensor_id, [row("b")]), timeout=10)
+    writer.close()
+    assert not writer.running and stored_events(dbengine, sensor_id) == 2
+
+
+def test_pages_stay_stable_while_events_are_inserted(committing_testapp, app):
+    _, headers = new_sensor(committing_testapp)
+    base_ms = int(time.time() * 1000) - 100_000
+    post_events(committing_testapp, headers,
+                [{"type": "t", "value": i, "ts": base_ms + i * 10} for i in range(60)])
+    stop = threading.Event()
+
+    def keep_inserting():
+        writer_app, n = webtest.TestApp(app), 0
+        while not stop.is_set():  # new events land before, between and after the pages
+            post_events(writer_app, headers, [{"type": "t", "value": 1000 + n,
+                                               "ts": base_ms + (n * 7) % 700}])
+            n += 1
+
+    inserter = threading.Thread(target=keep_inserting)
+    inserter.start()
+    try:
+        for order in ("oldest", "newest"):
+            seen, cursor = [], None
+            while True:
+                query = {"limit": 7, "order": order, **({"cursor": cursor} if cursor else {})}
+                page = committing_testapp.get("/api/v1/events", query, headers=headers).json
+                seen += [(e["ts"], e["value"]) for e in page["events"]]
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+            original = [value for _, value in seen if value < 1000]
+            assert sorted(original) == [float(i) for i in range(60)]  # none lost, none twice
+            assert len(seen) == len(set(seen))
+            assert seen == sorted(seen, reverse=order == "newest")
+    finally:
+        stop.set()
+        inserter.join(10)
+
+
+def test_ndjson_export_streams_every_matching_event(committing_testapp):
+    _, headers = new_sensor(committing_testapp)
+    base_ms = int(time.time() * 1000) - 10_000
+    post_events(committing_testapp, headers,
+                [{"type": "ab"[i % 2], "value": i, "ts": base_ms + i} for i in range(1000)])
+    post_events(committing_testapp, headers, [{"type": "a", "value": 1000 + i,
+                                               "ts": base_ms + 1000 + i} for i in range(500)])
+    export = committing_testapp.get("/api/v1/events", {"type": "a", "order": "oldest"},
+                                    headers={**headers, "Accept": "application/x-ndjson"})
+    assert export.content_type == "application/x-ndjson"
+    values = [line["value"] for line in map(orjson.loads, export.body.splitlines())]
+    assert values == [float(v) for v in range(0, 1000, 2)] + [float(v) for v in
+                                                               range(1000, 1500)]
+    limited = committing_testapp.get("/api/v1/events", {"limit": 3},
+                                     headers={**headers, "Accept": "application/x-ndjson"})
+    assert len(limited.body.splitlines()) == 3
+
+
+def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(committing_testapp,
+                                                                      dbengine, database_url,
+                                                                      tmp_path, capsys):
+    from sensorhub.scripts.admin import main as admin
+
+    sensor_id, headers = new_sensor(committing_testapp)
+    now_ms = int(time.time() * 1000)
+    post_events(committing_testapp, headers,
+                [{"type": "old", "ts": now_ms - (20 + i) * 86_400_000} for i in range(5)]
+                + [{"type": "new", "ts": now_ms - 1000}])
+    ini = tmp_path / "prune.ini"
+    ini.write_text(f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
+                   f"sensorhub.database.url = {database_url}\n")
+    assert admin(["prune", "--dry-run", "--older-than", "10d", str(ini)]) == 0
+    assert "would delete 5" in capsys.readouterr().out
+    assert stored_events(dbengine, sensor_id) == 6
+    assert admin(["prune", "--older-than", "10d", "--chunk-size", "2", str(ini)]) == 0
+    output = capsys.readouterr().out
+    assert f"{sensor_id}: deleted 5" in output and "deleted 5 events" in output
+    assert stored_events(dbengine, sensor_id) == 1
+    info = committing_testapp.get("/api/v1/sensor", headers=headers).json
+    assert info["eventCount"] == 1
+    events = committing_testapp.get("/api/v1/events", headers=headers).json["events"]
+    assert [e["type"] for e in events] == ["new"] and info["lastEventAt"] == events[0]["ts"]
+
+
+def test_pruning_every_event_of_a_sensor_clears_its_last_event_time(committing_testapp,
+                                                                    database_url, tmp_path):
+    from sensorhub.scripts.admin import main as admin
+
+    _, headers = new_sensor(committing_testapp)
+    post_events(committing_testapp, headers,
+                {"type": "old", "ts": int(time.time() * 1000) - 2 * 86_400_000})
+    ini = tmp_path / "prune.ini"
+    ini.write_text(f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
+                   f"sensorhub.database.url = {database_url}\n")
+    assert admin(["prune", "--older-than", "1d", str(ini)]) == 0
+    info = committing_testapp.get("/api/v1/sensor", headers=headers).json
+    assert (info["eventCount"], info["lastEventAt"]) == (0, None)
+
