@@ -40,6 +40,7 @@ EVENT_FIELDS = frozenset({"type", "value", "unit", "ts", "eventId", "data"})
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_UNIT_CHARS = 32
 MAX_EVENT_ID_CHARS = 128
+MAX_EPOCH_MS = 2**53
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -240,13 +241,17 @@ class EventValidator:
                 return self._invalid(index, "value", "must be finite (no NaN or Infinity)",
                                      event_id)
         unit = event.get("unit")
-        if unit is not None and (type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_CHARS):
-            return self._invalid(index, "unit", f"must be a string of 1-{MAX_UNIT_CHARS} "
+        if unit is not None and (type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_CHARS
+                                 or not unit.isprintable()):
+            return self._invalid(index, "unit", f"must be 1-{MAX_UNIT_CHARS} printable "
                                  "characters", event_id)
+        # Printable only: control characters (NUL above all, which PostgreSQL text refuses)
+        # have no business in an identifier or a unit.
         if event_id is not None and (type(event_id) is not str
-                                     or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS):
+                                     or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS
+                                     or not event_id.isprintable()):
             return Rejection(f"events[{index}].eventId", "invalid_field",
-                             f"eventId must be a string of 1-{MAX_EVENT_ID_CHARS} characters")
+                             f"eventId must be 1-{MAX_EVENT_ID_CHARS} printable characters")
         ts = event.get("ts") if ts_us is None else ts_us
         if ts is None:
             ts = self.received_at
@@ -320,8 +325,8 @@ def _depth(value) -> int:
 def parse_timestamp(value) -> int | None:
     """Epoch microseconds from integer epoch milliseconds or RFC 3339 with an offset; None if
     neither (booleans and floats are not timestamps: the unit would be a guess)."""
-    if type(value) is int:
-        return value * 1000
+    if type(value) is int:  # bounded so that microseconds fit a signed 64-bit column
+        return value * 1000 if -MAX_EPOCH_MS <= value <= MAX_EPOCH_MS else None
     if type(value) is not str:
         return None
     match = _RFC3339.fullmatch(value)

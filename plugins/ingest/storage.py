@@ -178,7 +178,7 @@ def decode_cursor(cursor: str, newest_first: bool) -> tuple[int, int]:
     except (ValueError, TypeError):
         raise ValueError("cursor is not one this server issued; start again without it")
     if order != ("n" if newest_first else "o") or type(ts) is not int \
-            or type(row_id) is not int:
+            or type(row_id) is not int or not (abs(ts) < 2**63 and abs(row_id) < 2**63):
         raise ValueError("cursor belongs to another order or is damaged; use the same order "
                          "as the request that returned it, or start again without it")
     return ts, row_id

@@ -63,6 +63,10 @@ def ingest_config(request) -> IngestConfig:
 
 def post_events(request):
     config = ingest_config(request)
+    if config.writer is not None:
+        # Before reading and parsing the body: on SQLite the request's transaction (opened by
+        # the auth lookup) holds the write lock every other request and the writer wait for.
+        _release_request_transaction(request)
     media = media_type(request)
     body = read_body(request, config.limits.max_body_bytes)
     try:
@@ -96,7 +100,6 @@ def _commit(request, config: IngestConfig, job: WriteJob, event: EventsIngested)
         mark_changed(request.dbsession)
         notify_after_commit(request, _with_counts(event, job))
         return
-    _release_request_transaction(request)
     try:
         config.writer.submit(job, config.commit_timeout)
     except WriterUnavailable as error:

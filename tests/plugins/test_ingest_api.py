@@ -267,6 +267,15 @@ def test_data_size_and_depth_limits_apply_at_their_edges(other_app):
     assert [e["reason"] for e in problem["errors"]] == ["data_too_large", "data_too_deep"]
 
 
+def test_text_postgresql_cannot_store_is_refused_per_item_not_a_500(testapp, sensor):
+    _, headers = sensor
+    problem = post_events(testapp, headers, [{"type": "t", "eventId": "nul\u0000"},
+                                             {"type": "t", "unit": "\u0000"},
+                                             {"type": "t", "data": {"k": "nul\u0000"}}],
+                          status=422).json
+    assert [e["path"] for e in problem["errors"]] == ["events[0].eventId", "events[1].unit"]
+
+
 def test_posting_needs_a_sensor_token(testapp):
     testapp.post("/api/v1/events", b'{"type": "t"}',
                  headers={"Content-Type": "application/json"}, status=401)
@@ -328,6 +337,8 @@ def test_events_that_share_a_timestamp_are_each_returned_once(testapp, sensor):
     ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"order": "random"}, "order"), ({"since": "yesterday"}, "since"),
     ({"cursor": "garbage!"}, "cursor"), ({"sinse": "1"}, "sinse"), ({"type": "a b"}, "type"),
+    ({"until": "999999999999999999"}, "until"),
+    ({"cursor": "WyJuIiwxODQ0Njc0NDA3MzcwOTU1MTYxNSwxXQ"}, "cursor"),  # ["n", 2**64 - 1, 1]
 ])
 def test_bad_read_parameters_are_a_400_naming_the_parameter(testapp, sensor, query, path):
     _, headers = sensor

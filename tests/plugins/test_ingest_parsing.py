@@ -169,6 +169,8 @@ def test_bodies_that_are_not_events_are_a_400_never_an_exception(body, fragment)
     ({"type": "t", "unit": "u" * 33}, "events[0].unit", "invalid_field"),
     ({"type": "t", "eventId": 42}, "events[0].eventId", "invalid_field"),
     ({"type": "t", "eventId": "e" * 129}, "events[0].eventId", "invalid_field"),
+    ({"type": "t", "eventId": "a\x00b"}, "events[0].eventId", "invalid_field"),
+    ({"type": "t", "unit": "C\nel"}, "events[0].unit", "invalid_field"),
     ({"type": "t", "ts": 1.78e12}, "events[0].ts", "invalid_field"),
     ({"type": "t", "ts": "2026-05-28T20:26:40"}, "events[0].ts", "invalid_field"),
     ({"type": "t", "data": [1, 2]}, "events[0].data", "invalid_field"),
@@ -242,13 +244,14 @@ def test_unsupported_media_type_is_a_415():
 
 # --- generated inputs
 
-event_ids = st.one_of(st.none(), st.text(min_size=1, max_size=128))
+printable = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
+event_ids = st.one_of(st.none(), st.text(printable, min_size=1, max_size=128))
 valid_events = st.fixed_dictionaries(
     {"type": st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)},
     optional={
         "value": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                            st.integers(min_value=-(2**63), max_value=2**63 - 1)),
-        "unit": st.text(min_size=1, max_size=32),
+        "unit": st.text(printable, min_size=1, max_size=32),
         "ts": st.integers(min_value=NOW_MS - 86_400_000, max_value=NOW_MS + 300_000),
         "eventId": event_ids,
         "data": st.dictionaries(st.text(max_size=8), st.one_of(
