@@ -6,11 +6,21 @@ manager, pyramid_retry around it). Because pyramid_tm commits before the respons
 means committed, and a failed commit becomes an error response.
 
 SQLite (the embedded default) is opened for safe concurrent use: WAL, ``busy_timeout``, foreign
-keys on, and every transaction started with ``BEGIN IMMEDIATE``. A deferred transaction that reads
-and then writes fails at once with "database is locked" when another writer got there first,
-whatever the busy timeout; taking the write lock up front makes writers queue instead. A caller
-that only reads may opt out per connection with the execution option
-``sqlite_begin="DEFERRED"`` (the readiness check does).
+keys on, and transactions started with ``BEGIN IMMEDIATE`` unless they are known to only read.
+A deferred transaction that reads and then writes fails at once with "database is locked" when
+another writer committed in between, whatever the busy timeout; taking the write lock up front
+makes writers queue instead. But a writer's lock is held until its commit, and SQLite's busy
+handler waits for it by sleeping (1, 2, 5, 10 … ms), so readers must not take it: under load that
+turns every request into a queue with a sleeping tail.
+
+So ``request.dbsession`` is a *reader* (``BEGIN DEFERRED``: in WAL mode it neither waits nor
+blocks) for GET, HEAD and OPTIONS and for routes declared with ``config.add_reader_route(name)``
+(requests whose writes go elsewhere, e.g. ingestion's group-commit writer), and a *writer*
+(``BEGIN IMMEDIATE``) otherwise. Code that is about to write in a reader calls
+:func:`begin_writing` before its first statement. Scripts and other connections: the engine
+begins IMMEDIATE; a caller that only reads may opt out per connection with the execution option
+``sqlite_begin="DEFERRED"`` (the readiness check does). None of this changes anything on
+PostgreSQL, whose row locks and MVCC need no such care.
 
 ``sensorhub.database.sqlite_synchronous`` picks what an acknowledged write survives on SQLite:
 FULL (default) survives process crash and power loss; NORMAL survives a process crash but may
@@ -34,13 +44,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from .settings import Setting, StartupError, as_choice, as_database_url, as_duration, as_int
 
 DBSESSION_ENVIRON_KEY = "sensorhub.dbsession"
+READER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READER_ROUTES = "sensorhub.db.reader_routes"
 
 SETTINGS = (
     Setting("sensorhub.database.url", as_database_url, "sqlite:///var/sensorhub.sqlite",
             "SQLAlchemy database URL: sqlite:///path (embedded) or postgresql+psycopg://…",
             secret=True),
     Setting("sensorhub.database.pool_size", as_int(1, 200), 10,
-            "connections kept open per process (PostgreSQL)"),
+            "connections kept open per process"),
     Setting("sensorhub.database.max_overflow", as_int(0, 200), 10,
             "extra connections allowed above pool_size under load (PostgreSQL)"),
     Setting("sensorhub.database.pool_timeout", as_duration, 5.0,
@@ -61,20 +73,27 @@ SETTINGS = (
 def get_engine(settings) -> Engine:
     """Build the engine from the typed ``sensorhub.database.*`` settings."""
     url = make_url(settings["sensorhub.database.url"])
-    options: dict = {"sqlalchemy.url": url, "sqlalchemy.pool_pre_ping": True,
-                     "sqlalchemy.hide_parameters": True}
+    options: dict = {
+        "sqlalchemy.url": url, "sqlalchemy.hide_parameters": True,
+        # Sized for waitress's threads plus background writers: a checkout beyond the pool
+        # opens a new connection, which on SQLite means reopening the file and its WAL index.
+        "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
+        "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
+        "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
+    }
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_directory(url)
         options["sqlalchemy.connect_args"] = {
             "timeout": settings["sensorhub.database.sqlite_busy_timeout"],
             "check_same_thread": False,
         }
+        if url.database in (None, "", ":memory:"):  # one connection per thread, not a pool
+            for key in ("pool_size", "max_overflow", "pool_timeout"):
+                del options[f"sqlalchemy.{key}"]
     else:
-        options.update({
-            "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
-            "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
-            "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
-        })
+        # A server may have restarted or cut idle connections since the last checkout; a file
+        # cannot, so SQLite skips the round trip.
+        options["sqlalchemy.pool_pre_ping"] = True
         if url.get_backend_name() == "postgresql":
             statement_ms = int(settings["sensorhub.database.statement_timeout"] * 1000)
             options["sqlalchemy.connect_args"] = {
@@ -142,11 +161,33 @@ def get_tm_session(session_factory: sessionmaker, transaction_manager, request=N
     return dbsession
 
 
+def begin_writing(dbsession: Session) -> None:
+    """Start ``dbsession``'s transaction as a writer (SQLite: ``BEGIN IMMEDIATE``) if it has not
+    started yet. Call it before the first statement of a transaction that may write in a reader
+    session; once the transaction has started it changes nothing (and on PostgreSQL, never)."""
+    if not dbsession.in_transaction():
+        dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+
+
+def add_reader_route(config, route_name: str) -> None:
+    """Declare that requests to ``route_name`` only read in ``request.dbsession``, whatever
+    their method (their writes go through another connection): on SQLite they then never hold
+    the write lock while they authenticate, parse or wait."""
+    config.registry[_READER_ROUTES].add(route_name)
+
+
+def _is_reader(request) -> bool:
+    if request.method in READER_METHODS:
+        return True
+    route = request.matched_route
+    return route is not None and route.name in request.registry[_READER_ROUTES]
+
+
 def _request_dbsession(request) -> Session:
     dbsession = request.environ.get(DBSESSION_ENVIRON_KEY)  # test hook
     if dbsession is None:
-        dbsession = get_tm_session(request.registry["dbsession_factory"], request.tm,
-                                   request=request)
+        name = "dbsession_factory.reader" if _is_reader(request) else "dbsession_factory"
+        dbsession = get_tm_session(request.registry[name], request.tm, request=request)
     return dbsession
 
 
@@ -167,4 +208,8 @@ def includeme(config) -> None:
     engine = settings.get("dbengine") or get_engine(settings)  # "dbengine": test hook
     config.registry["dbengine"] = engine
     config.registry["dbsession_factory"] = get_session_factory(engine)
+    config.registry["dbsession_factory.reader"] = get_session_factory(
+        engine.execution_options(sqlite_begin="DEFERRED"))
+    config.registry[_READER_ROUTES] = set()
+    config.add_directive("add_reader_route", add_reader_route)
     config.add_request_method(_request_dbsession, "dbsession", reify=True)

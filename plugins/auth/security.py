@@ -10,7 +10,10 @@
 Admin and provisioning secrets are kept as SHA-256 digests and compared in constant time; the
 raw values are never stored on the policy or logged. A sensor token costs one indexed lookup by
 its hash (token joined to its sensor), and no write except ``last_used_at`` / ``last_seen_at``,
-refreshed at most once per ``sensorhub.auth.touch_interval`` per token.
+refreshed at most once per ``sensorhub.auth.touch_interval`` per token. The policy remembers
+(per process, by token hash) until when each token's ``last_used_at`` is fresh, so only a request
+that may refresh it asks for a writer transaction (``sensorhub.db.begin_writing``): on SQLite
+every other authentication is a read that neither takes nor waits for the write lock.
 
 Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
 credential never writes to the database; it publishes :class:`AuthenticationFailed` with a
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
@@ -30,8 +34,10 @@ from urllib.parse import parse_qsl
 import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
+from zope.sqlalchemy import mark_changed
 
+from sensorhub.db import begin_writing
 from sensorhub.errors import problem
 from sensorhub.events import AuthenticationFailed, RequestRateLimited, SensorAuthenticated
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
@@ -43,6 +49,7 @@ from .models import SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
+MAX_REMEMBERED_TOUCHES = 100_000
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
@@ -85,6 +92,8 @@ class BearerTokenSecurityPolicy:
         self.guard = guard
         self.touch_interval = timedelta(seconds=touch_interval)
         self._outcomes = RequestLocalCache(self._authenticate)
+        # token digest -> time.monotonic() until which its last_used_at is known to be fresh
+        self._touched_until: dict[bytes, float] = {}
 
     @property
     def admin_enabled(self) -> bool:
@@ -199,13 +208,14 @@ class BearerTokenSecurityPolicy:
         return self._sensor(request, digest)
 
     def _sensor(self, request, digest: bytes) -> Outcome:
-        row = request.dbsession.execute(
-            select(SensorToken.id, SensorToken.sensor_id, SensorToken.token_hash,
-                   SensorToken.expires_at, SensorToken.revoked_at, SensorToken.last_used_at,
-                   Sensor.name, Sensor.disabled)
-            .join(Sensor, Sensor.id == SensorToken.sensor_id)
-            .where(SensorToken.token_hash == digest)
-        ).one_or_none()
+        dbsession = request.dbsession
+        touch_due = self._touched_until.get(digest, 0.0) <= time.monotonic()
+        if touch_due:
+            # This request may write last_used_at: in a reader transaction, take the write lock
+            # before reading (once per interval per token, see the class docstring).
+            begin_writing(dbsession)
+        connection = dbsession.connection()
+        row = connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
         if row is None or not tokens.same_hash(row.token_hash, digest):
             return Outcome(reason="unknown")
         now = datetime.now(UTC)
@@ -216,27 +226,48 @@ class BearerTokenSecurityPolicy:
         if row.disabled:
             return Outcome(reason="disabled")
         identity = SensorIdentity(row.sensor_id, row.name, row.id)
-        if row.last_used_at is None or now - row.last_used_at >= self.touch_interval:
-            self._touch(request, row.id, row.sensor_id, now)
+        if touch_due:
+            if row.last_used_at is None or now - row.last_used_at >= self.touch_interval:
+                stale = now - self.touch_interval
+                connection.execute(_TOUCH_TOKEN, {"key": row.id, "touched_at": now,
+                                                  "stale": stale})
+                connection.execute(_TOUCH_SENSOR, {"key": row.sensor_id, "touched_at": now,
+                                                   "stale": stale})
+                mark_changed(dbsession)
+                fresh_for = self.touch_interval
+            else:
+                fresh_for = self.touch_interval - (now - row.last_used_at)
+            self._remember_touch(digest, fresh_for.total_seconds())
         structlog.contextvars.bind_contextvars(sensor_id=row.sensor_id)
         _publish(request, SensorAuthenticated(request, row.sensor_id))
         return Outcome(identity)
 
-    def _touch(self, request, token_id: str, sensor_id: str, now: datetime) -> None:
-        """Refresh last-used/last-seen, at most once per interval: the ``WHERE`` makes
-        concurrent requests of one sensor (and other processes) agree on who writes."""
-        stale = now - self.touch_interval
-        dbsession = request.dbsession
-        dbsession.execute(
-            update(SensorToken)
-            .where(SensorToken.id == token_id,
-                   or_(SensorToken.last_used_at.is_(None), SensorToken.last_used_at <= stale))
-            .values(last_used_at=now).execution_options(synchronize_session=False))
-        dbsession.execute(
-            update(Sensor)
-            .where(Sensor.id == sensor_id,
-                   or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= stale))
-            .values(last_seen_at=now).execution_options(synchronize_session=False))
+    def _remember_touch(self, digest: bytes, fresh_for: float) -> None:
+        if len(self._touched_until) >= MAX_REMEMBERED_TOUCHES:
+            self._touched_until.clear()  # costs one extra touch per token, never a wrong answer
+        self._touched_until[digest] = time.monotonic() + fresh_for
+
+
+# A token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent requests
+# of one sensor (and other processes) agree on who writes. Built once: constructing a statement
+# costs more than running it.
+_TOKEN_LOOKUP = (
+    select(SensorToken.id, SensorToken.sensor_id, SensorToken.token_hash,
+           SensorToken.expires_at, SensorToken.revoked_at, SensorToken.last_used_at,
+           Sensor.name, Sensor.disabled)
+    .join(Sensor, Sensor.id == SensorToken.sensor_id)
+    .where(SensorToken.token_hash == bindparam("digest")))
+_TOUCH_TOKEN = (
+    update(SensorToken)
+    .where(SensorToken.id == bindparam("key"),
+           or_(SensorToken.last_used_at.is_(None),
+               SensorToken.last_used_at <= bindparam("stale")))
+    .values(last_used_at=bindparam("touched_at")))
+_TOUCH_SENSOR = (
+    update(Sensor)
+    .where(Sensor.id == bindparam("key"),
+           or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= bindparam("stale")))
+    .values(last_seen_at=bindparam("touched_at")))
 
 
 def _matches(expected: bytes | None, digest: bytes) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from sensorhub.models import Sensor
 
@@ -89,6 +89,16 @@ def issue_token(dbsession, sensor: Sensor, *, issued_by: str,
 
 def get_sensor(dbsession, sensor_id: str) -> Sensor | None:
     return dbsession.get(Sensor, sensor_id)
+
+
+_SENSOR_PROFILE = select(Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at,
+                         Sensor.meta.label("meta")).where(Sensor.id == bindparam("key"))
+
+
+def sensor_profile(dbsession, sensor_id: str):
+    """What a sensor may read about itself, as a row; a Core query built once, because it runs
+    on every ``GET /api/v1/sensor``."""
+    return dbsession.connection().execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
 
 
 def sensor_tokens(dbsession, sensor_id: str) -> list[SensorToken]:

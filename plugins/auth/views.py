@@ -111,7 +111,7 @@ def own_sensor(request):
     asked = _query(request, "sensorId", identity.sensor_id)
     if asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
-    sensor = service.get_sensor(request.dbsession, identity.sensor_id)
+    sensor = service.sensor_profile(request.dbsession, identity.sensor_id)
     info = sensor_info(request, sensor.id)
     info.update({"sensorId": sensor.id, "name": sensor.name, "createdAt": sensor.created_at,
                  "lastSeenAt": sensor.last_seen_at, "metadata": sensor.meta,

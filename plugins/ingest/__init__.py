@@ -117,6 +117,9 @@ def includeme(config) -> None:
         commit_timeout=settings["sensorhub.ingest.commit_timeout"])
 
     config.add_route("ingest.events", f"{API_PREFIX}/events")
+    if writer is not None:
+        # The request's transaction only authenticates; the writer thread stores the events.
+        config.add_reader_route("ingest.events")
     config.add_route("ingest.sensor_events", f"{API_PREFIX}/sensors/{{sensor_id}}/events")
     config.add_view(post_events, route_name="ingest.events", request_method="POST",
                     permission=SENSOR, renderer="json")

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import and_, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import events_table, stats_table
@@ -121,11 +121,14 @@ def _add_to_counters(connection, upsert_counters, jobs: list[WriteJob]) -> None:
         connection.execute(upsert_counters, params)
 
 
+_READ_COUNTERS = (
+    select(stats_table.c.event_count, stats_table.c.duplicate_count,
+           stats_table.c.rejected_count, stats_table.c.last_event_at)
+    .where(stats_table.c.sensor_id == bindparam("key")))
+
+
 def read_counters(connection, sensor_id: str) -> dict:
-    row = connection.execute(
-        select(stats_table.c.event_count, stats_table.c.duplicate_count,
-               stats_table.c.rejected_count, stats_table.c.last_event_at)
-        .where(stats_table.c.sensor_id == sensor_id)).first()
+    row = connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
     if row is None:
         return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0,
                 "last_event_at": None}

@@ -64,8 +64,8 @@ def ingest_config(request) -> IngestConfig:
 def post_events(request):
     config = ingest_config(request)
     if config.writer is not None:
-        # Before reading and parsing the body: on SQLite the request's transaction (opened by
-        # the auth lookup) holds the write lock every other request and the writer wait for.
+        # Before reading and parsing the body: nothing of the request's own transaction (the
+        # auth lookup) is needed any more, and it must not be held while waiting.
         _release_request_transaction(request)
     media = media_type(request)
     body = read_body(request, config.limits.max_body_bytes)
@@ -116,9 +116,9 @@ def _with_counts(event: EventsIngested, job: WriteJob) -> EventsIngested:
 
 
 def _release_request_transaction(request) -> None:
-    """Commit what the request did so far (an auth plugin's reads and last-used updates) before
-    waiting on the writer: on SQLite the request's transaction holds the write lock the writer
-    needs, and on PostgreSQL it would hold a pooled connection idle while waiting."""
+    """Commit what the request did so far (an auth plugin's reads, now and then its last-used
+    update) before waiting on the writer: on SQLite a transaction that wrote holds the write
+    lock the writer needs, and on PostgreSQL any would hold a pooled connection idle."""
     session = request.__dict__.get("dbsession")  # reified: present only if already used
     if session is not None and session.in_transaction():
         request.tm.commit()

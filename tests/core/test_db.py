@@ -76,6 +76,31 @@ def test_concurrent_writers_queue_instead_of_failing(app, dbengine):
             connection.execute(Sensor.__table__.delete())
 
 
+@pytest.mark.parametrize(("method", "path", "begin"), [
+    ("GET", "/fake/transaction", "DEFERRED"),
+    ("HEAD", "/fake/transaction", "DEFERRED"),
+    ("POST", "/fake/transaction", "IMMEDIATE"),
+    ("DELETE", "/fake/transaction", "IMMEDIATE"),
+    ("POST", "/fake/reader-post", "DEFERRED"),  # declared with config.add_reader_route
+    ("GET", "/fake/transaction?write=yes", "IMMEDIATE"),  # sensorhub.db.begin_writing
+])
+def test_reads_begin_as_readers_and_writes_as_writers(committing_testapp, method, path, begin):
+    """On SQLite a writer takes the write lock at BEGIN; a reader never takes it."""
+    response = committing_testapp.request(path, method=method, status=200)
+    if method != "HEAD":
+        assert response.json["begin"] == begin
+
+
+def test_a_reader_neither_waits_for_nor_sees_an_uncommitted_write(committing_testapp, dbengine):
+    with dbengine.connect() as writer:
+        writer.begin()  # SQLite: BEGIN IMMEDIATE, the write lock held until the rollback
+        writer.execute(Sensor.__table__.insert().values(id="sen_uncommitted", name="pending",
+                                                       disabled=False, created_at=func.now()))
+        assert committing_testapp.get("/fake/transaction").json["sensors"] == 0
+        assert committing_testapp.post("/fake/reader-post").json["sensors"] == 0
+        writer.rollback()
+
+
 def test_the_test_schema_was_built_by_running_every_migration_branch(dbengine):
     from alembic.script import ScriptDirectory
 

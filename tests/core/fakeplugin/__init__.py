@@ -2,6 +2,9 @@
 plugin and that every contract (settings, routes, errors, security, health) is open to one."""
 
 
+from sqlalchemy import func, select
+
+from sensorhub.db import begin_writing
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
 from sensorhub.models import Sensor
 from sensorhub.settings import Setting, as_int
@@ -53,6 +56,16 @@ def create_sensor(request):
     return {"created": name}
 
 
+def transaction_kind(request):
+    """How the request's transaction began (SQLite's BEGIN mode; PostgreSQL ignores it) and
+    what it sees."""
+    if request.params.get("write") == "yes":
+        begin_writing(request.dbsession)
+    connection = request.dbsession.connection()
+    return {"begin": connection.get_execution_options().get("sqlite_begin", "IMMEDIATE"),
+            "sensors": connection.execute(select(func.count()).select_from(Sensor)).scalar()}
+
+
 def includeme(config):
     config.declare_settings(Setting("sensorhub.fake.answer", as_int(0, 100), 42, "the answer"))
     config.set_security_policy(HeaderSecurityPolicy())
@@ -65,6 +78,11 @@ def includeme(config):
     config.add_view(admin_only, route_name="fake_admin", permission=ADMIN, renderer="json")
     config.add_route("fake_sensor_only", "/fake/sensor-only")
     config.add_view(admin_only, route_name="fake_sensor_only", permission=SENSOR, renderer="json")
+    config.add_route("fake_transaction", "/fake/transaction")
+    config.add_view(transaction_kind, route_name="fake_transaction", renderer="json")
+    config.add_route("fake_reader_post", "/fake/reader-post")
+    config.add_view(transaction_kind, route_name="fake_reader_post", renderer="json")
+    config.add_reader_route("fake_reader_post")
     config.add_route("fake_sensors", "/fake/sensors")
     config.add_view(create_sensor, route_name="fake_sensors", request_method="POST",
                     renderer="json")
