@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed-stamp
 INI ?= development.ini
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate test test-postgresql lint dist bench plugin docs clean lock
+.PHONY: help install run migrate test test-postgresql lint dist bench bench-breakdown plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ dist: install ## build the sdist and wheel into dist/ (version from sensorhub/__
 
 bench: install ## load benchmarks on 127.0.0.1, with ratios against a bare WSGI baseline
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-breakdown: install ## what one request's pieces cost, in one process (no HTTP, one thread)
+	$(BIN)/python -m bench.breakdown
 
 plugin: install ## make plugin name=<name>: a new plugin from templates/plugin
 	$(BIN)/python -m sensorhub.scripts.new_plugin $(name)
