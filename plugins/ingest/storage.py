@@ -43,13 +43,32 @@ class WriteJob:
         return len(self.rows) - self.accepted
 
 
+EVENT_COLUMNS = ("sensor_id", "event_id", "type", "value", "unit", "ts", "received_at", "data")
+
+
+def _unnest_rows():
+    """PostgreSQL: the rows as one array parameter per column, ``unnest``-ed back into rows.
+    One short statement whatever the batch size: a multi-row ``VALUES`` of 100 events has 800
+    placeholders, which psycopg re-parses on every execution and the server re-plans (~10 ms per
+    100 events, against ~1 ms this way)."""
+    columns = events_table.c
+    arrays = [bindparam(name, type_=postgresql.ARRAY(columns[name].type))
+              for name in EVENT_COLUMNS]
+    rows = func.unnest(*arrays).table_valued(*EVENT_COLUMNS).render_derived(name="batch")
+    return select(*(rows.c[name] for name in EVENT_COLUMNS))
+
+
 @functools.cache
 def _statements(dialect_name: str):
     """The write statements, built once per dialect: building an upsert (its ``excluded``
     alias) costs more than executing it for a small batch."""
-    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    keyed = (dialect_insert(events_table)
-             .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
+    if dialect_name == "postgresql":
+        dialect_insert = postgresql.insert
+        keyed = dialect_insert(events_table).from_select(EVENT_COLUMNS, _unnest_rows())
+    else:
+        dialect_insert = sqlite.insert
+        keyed = dialect_insert(events_table)
+    keyed = (keyed.on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
              .returning(events_table.c.sensor_id, events_table.c.event_id))
     upsert = dialect_insert(stats_table)
     excluded, current = upsert.excluded, stats_table.c
@@ -88,8 +107,10 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
                 seen.add(key)
                 keyed.append(params)
     inserted: set[tuple[str, str]] = set()
+    by_columns = connection.dialect.name == "postgresql"
     if keyed:
-        inserted = {tuple(row) for row in connection.execute(insert_keyed, keyed)}
+        inserted = {tuple(row) for row in connection.execute(
+            insert_keyed, _as_columns(keyed) if by_columns else keyed)}
     if unkeyed:
         connection.execute(insert_plain, unkeyed)
     if len(inserted) != len(keyed):
@@ -99,6 +120,10 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
                         and (job.sensor_id, row["event_id"]) not in inserted):
                     job.accepted_flags[position] = False
     _add_to_counters(connection, upsert_counters, jobs)
+
+
+def _as_columns(rows: list[dict]) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
 
 
 def _add_to_counters(connection, upsert_counters, jobs: list[WriteJob]) -> None:

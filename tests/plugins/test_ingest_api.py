@@ -433,3 +433,20 @@ def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(test
     stored = dbsession.execute(select(func.count()).select_from(events_table)
                                .where(events_table.c.sensor_id == sensor_id)).scalar_one()
     assert stored == expected["eventCount"]
+
+
+def test_awkward_strings_come_back_exactly_as_sent(testapp):
+    """Quotes, backslashes, commas, braces, the word NULL and non-ASCII survive storage: on
+    PostgreSQL a batch travels as one array per column, where each of these means something."""
+    _, headers = new_sensor(testapp)
+    awkward = ['"quoted"', "back\\slash", "a,b", "{braces}", "NULL", "null", " spaced ",
+               "emoji \U0001F321", "ümlaut", "'single'"]
+    batch = [{"type": "t", "eventId": text, "unit": text[:32], "value": None,
+              "data": {"text": text}} for text in awkward]
+    results = post_events(testapp, headers, batch).json["results"]
+    assert [r["status"] for r in results] == ["accepted"] * len(awkward)
+    stored = testapp.get("/api/v1/events?order=oldest", headers=headers).json["events"]
+    assert [(e["eventId"], e["unit"], e["data"]) for e in stored] == \
+        [(text, text[:32], {"text": text}) for text in awkward]
+    again = post_events(testapp, headers, batch).json["results"]
+    assert [r["status"] for r in again] == ["duplicate"] * len(awkward)
