@@ -54,7 +54,7 @@ SETTINGS = (
     Setting("sensorhub.database.pool_size", as_int(1, 200), 10,
             "connections kept open per process"),
     Setting("sensorhub.database.max_overflow", as_int(0, 200), 10,
-            "extra connections allowed above pool_size under load (PostgreSQL)"),
+            "extra connections allowed above pool_size under load"),
     Setting("sensorhub.database.pool_timeout", as_duration, 5.0,
             "how long a request waits for a free connection before answering 503"),
     Setting("sensorhub.database.connect_timeout", as_duration, 5.0,
@@ -73,23 +73,21 @@ SETTINGS = (
 def get_engine(settings) -> Engine:
     """Build the engine from the typed ``sensorhub.database.*`` settings."""
     url = make_url(settings["sensorhub.database.url"])
-    options: dict = {
-        "sqlalchemy.url": url, "sqlalchemy.hide_parameters": True,
+    options: dict = {"sqlalchemy.url": url, "sqlalchemy.hide_parameters": True}
+    if url.database not in (None, "", ":memory:"):  # in-memory SQLite: a connection per thread
         # Sized for waitress's threads plus background writers: a checkout beyond the pool
         # opens a new connection, which on SQLite means reopening the file and its WAL index.
-        "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
-        "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
-        "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
-    }
+        options.update({
+            "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
+            "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
+            "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
+        })
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_directory(url)
         options["sqlalchemy.connect_args"] = {
             "timeout": settings["sensorhub.database.sqlite_busy_timeout"],
             "check_same_thread": False,
         }
-        if url.database in (None, "", ":memory:"):  # one connection per thread, not a pool
-            for key in ("pool_size", "max_overflow", "pool_timeout"):
-                del options[f"sqlalchemy.{key}"]
     else:
         # A server may have restarted or cut idle connections since the last checkout; a file
         # cannot, so SQLite skips the round trip.
