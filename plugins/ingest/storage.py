@@ -65,9 +65,11 @@ def _statements(dialect_name: str):
     if dialect_name == "postgresql":
         dialect_insert = postgresql.insert
         keyed = dialect_insert(events_table).from_select(EVENT_COLUMNS, _unnest_rows())
+        keyed_parameters = _as_columns
     else:
         dialect_insert = sqlite.insert
         keyed = dialect_insert(events_table)
+        keyed_parameters = list  # one dict per row: a multi-row VALUES
     keyed = (keyed.on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
              .returning(events_table.c.sensor_id, events_table.c.event_id))
     upsert = dialect_insert(stats_table)
@@ -82,12 +84,13 @@ def _statements(dialect_name: str):
             (current.last_event_at >= excluded.last_event_at, current.last_event_at),
             else_=excluded.last_event_at),
     })
-    return keyed, insert(events_table), upsert
+    return keyed, keyed_parameters, insert(events_table), upsert
 
 
 def write_jobs(connection, jobs: list[WriteJob]) -> None:
     """Insert the jobs' rows and update the counters, in ``connection``'s open transaction."""
-    insert_keyed, insert_plain, upsert_counters = _statements(connection.dialect.name)
+    insert_keyed, keyed_parameters, insert_plain, upsert_counters = \
+        _statements(connection.dialect.name)
     seen: set[tuple[str, str]] = set()
     keyed: list[dict] = []
     unkeyed: list[dict] = []
@@ -107,10 +110,9 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
                 seen.add(key)
                 keyed.append(params)
     inserted: set[tuple[str, str]] = set()
-    by_columns = connection.dialect.name == "postgresql"
     if keyed:
-        inserted = {tuple(row) for row in connection.execute(
-            insert_keyed, _as_columns(keyed) if by_columns else keyed)}
+        inserted = {tuple(row) for row in connection.execute(insert_keyed,
+                                                              keyed_parameters(keyed))}
     if unkeyed:
         connection.execute(insert_plain, unkeyed)
     if len(inserted) != len(keyed):
