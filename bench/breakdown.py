@@ -11,32 +11,28 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
+from .servers import ADMIN_TOKEN, migrate
 
 
 def build(database_url: str):
-    import transaction
     import webtest
 
-    from sensorhub import make_app, migrations
+    from sensorhub import make_app
 
     settings = {"sensorhub.database.url": database_url, "sensorhub.plugins": "auth ingest",
                 "sensorhub.auth.admin_token": ADMIN_TOKEN}
-    core = make_app({**settings, "sensorhub.plugins": ""}, environ={}, process="admin")
-    migrations.upgrade(core.registry["dbengine"])
-    core.registry["dbengine"].dispose()
+    migrate(settings)
     app = make_app(settings, environ={})
     testapp = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
     created = testapp.post_json("/api/v1/sensors", {"name": "breakdown"},
                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
-    return app, testapp, transaction, created
+    return app, testapp, created
 
 
 def measure(fn, number: int, repeats: int) -> float:
@@ -51,8 +47,9 @@ def measure(fn, number: int, repeats: int) -> float:
     return statistics.median(rounds)
 
 
-def pieces(app, testapp, transaction, created):
+def pieces(app, testapp, created):
     import orjson
+    import transaction
 
     from plugins.auth.security import _TOKEN_LOOKUP
     from plugins.auth.service import _SENSOR_PROFILE
@@ -67,28 +64,22 @@ def pieces(app, testapp, transaction, created):
     digest = hashlib.sha256(token.encode()).digest()
     bearer = {"Authorization": f"Bearer {token}"}
 
-    def session():
-        manager = transaction.TransactionManager(explicit=True)
-        manager.begin()
-        get_tm_session(reader, manager)
-        manager.abort()
+    def in_a_session(depth: int):
+        """A request's session alone (0), with its first statement (1), with auth's and the
+        profile's three reads (2): each adds to the one before it."""
+        def run():
+            manager = transaction.TransactionManager(explicit=True)
+            manager.begin()
+            session = get_tm_session(reader, manager)
+            if depth >= 1:
+                connection = session.connection()
+            if depth >= 2:
+                connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
+                connection.execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
+                connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
+            manager.abort()
+        return run
 
-    def session_first_statement():
-        manager = transaction.TransactionManager(explicit=True)
-        manager.begin()
-        get_tm_session(reader, manager).connection()
-        manager.abort()
-
-    def session_three_selects():
-        manager = transaction.TransactionManager(explicit=True)
-        manager.begin()
-        connection = get_tm_session(reader, manager).connection()
-        connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
-        connection.execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
-        connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
-        manager.abort()
-
-    raw = engine.raw_connection() if engine.dialect.name == "sqlite" else None
     token_sql, profile_sql, counters_sql = (
         str(statement.compile(engine)) for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE,
                                                         _READ_COUNTERS))
@@ -128,13 +119,16 @@ def pieces(app, testapp, transaction, created):
             {"type": "temperature", "value": 1.0, "eventId": f"single-{next(sequence)}"}),
             headers={**bearer, "Content-Type": "application/json"})
 
-    sqlite_only = engine.dialect.name == "sqlite"
-    return [
+    timed = [
         ("GET /api/v1/ (Pyramid, core tweens, JSON; no DB)", lambda: testapp.get("/api/v1/")),
-        ("transaction manager + session + zope.sqlalchemy", session),
-        ("  ... + first statement (checkout, BEGIN, join)", session_first_statement),
-        ("  ... + 3 one-row Core SELECTs (auth's path)", session_three_selects),
-        ("the same 3 SELECTs on the bare driver" if sqlite_only else None, raw_three_selects),
+        ("transaction manager + session + zope.sqlalchemy", in_a_session(0)),
+        ("  ... + first statement (checkout, BEGIN, join)", in_a_session(1)),
+        ("  ... + 3 one-row Core SELECTs (auth's path)", in_a_session(2)),
+    ]
+    if engine.dialect.name == "sqlite":  # qmark SQL as compiled runs as is on sqlite3
+        raw = engine.raw_connection()
+        timed.append(("the same 3 SELECTs on the bare driver", raw_three_selects))
+    return timed + [
         ("GET /api/v1/sensor (whole request)",
          lambda: testapp.get(f"/api/v1/sensor?sensorId={sensor_id}", headers=bearer)),
         ("parse_body: 100 events, orjson + validation",
@@ -158,12 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sensorhub-breakdown-") as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'breakdown.sqlite'}"
-        app, testapp, transaction, created = build(url)
+        app, testapp, created = build(url)
         print(f"one thread, no HTTP, {app.registry['dbengine'].dialect.name}; median µs per "
               f"call over {args.repeats} x {args.number}")
-        for label, fn in pieces(app, testapp, transaction, created):
-            if label is None:
-                continue
+        for label, fn in pieces(app, testapp, created):
             print(f"{label:58s} {measure(fn, args.number, args.repeats):9.1f}", flush=True)
         app.registry["dbengine"].dispose()
     return 0

@@ -22,6 +22,22 @@ from pathlib import Path
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
 
 
+def migrate(settings: dict) -> None:
+    """Create or upgrade the schema of the database ``settings`` name.
+
+    Core only: every built-in plugin's branch lives in the core's versions folder and "upgrade
+    heads" runs them all; loading the logging plugin here would reconfigure this process's
+    output."""
+    from sensorhub import make_app, migrations
+
+    app = make_app({**settings, "sensorhub.plugins": ""}, environ={}, process="admin")
+    engine = app.registry["dbengine"]
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 class BenchError(Exception):
     """The benchmark cannot go on; the message says why and what to do."""
 
@@ -141,18 +157,7 @@ class Server:
         return path
 
     def _migrate(self) -> None:
-        from sensorhub import make_app, migrations
-
-        # Core only: every built-in plugin's branch lives in the core's versions folder and
-        # "upgrade heads" runs them all; loading the logging plugin here would reconfigure
-        # this process's output.
-        settings = {**self.settings(), "sensorhub.plugins": ""}
-        app = make_app(settings, environ={}, process="admin")
-        engine = app.registry["dbengine"]
-        try:
-            migrations.upgrade(engine)
-        finally:
-            engine.dispose()
+        migrate(self.settings())
 
     # -- HTTP
 
