@@ -56,6 +56,11 @@ SETTINGS = (
     Setting("sensorhub.auth.touch_interval", as_duration, 60.0,
             "how stale a token's last_used_at (and its sensor's last_seen_at) may get before "
             "a request refreshes it: bounds the writes authentication causes"),
+    Setting("sensorhub.auth.token_cache_ttl", as_duration, 5.0,
+            "how long a process reuses a sensor token's successful lookup instead of asking "
+            "the database; changes made by this process apply at once, a token revoked or a "
+            "sensor disabled by another process (sensorhub-admin, another server) within this "
+            "time (0: look up on every request)"),
 )
 
 
@@ -66,7 +71,8 @@ def includeme(config) -> None:
                          settings["sensorhub.auth.failure_window"])
     policy = BearerTokenSecurityPolicy(
         settings["sensorhub.auth.admin_token"], settings["sensorhub.auth.provisioning_key"],
-        guard, settings["sensorhub.auth.touch_interval"])
+        guard, settings["sensorhub.auth.touch_interval"],
+        settings["sensorhub.auth.token_cache_ttl"])
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
     config.set_security_policy(policy)
     config.include(".views")

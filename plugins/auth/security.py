@@ -15,6 +15,16 @@ refreshed at most once per ``sensorhub.auth.touch_interval`` per token. The poli
 that may refresh it asks for a writer transaction (``sensorhub.db.begin_writing``): on SQLite
 every other authentication is a read that neither takes nor waits for the write lock.
 
+A successful lookup is reused for up to ``sensorhub.auth.token_cache_ttl`` (never past the
+token's expiry or its next due touch), so a busy sensor's requests mostly authenticate without
+the database: on the ingest path that is the request's only query, and under load its cost
+(a session, a transaction, three driver calls that each give up the GIL) was the larger part of
+the request. Revoking a token or changing a sensor through this process's ORM (API or admin
+command) invalidates every remembered lookup at its flush and again at its commit; a lookup
+remembers the change count from before its read, so one that raced a commit is never reused.
+Another process's change (``sensorhub-admin`` elsewhere, another server) takes effect here
+within the TTL; 0 looks every request up.
+
 Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
 credential never writes to the database; it publishes :class:`AuthenticationFailed` with a
 bounded reason and counts towards the brute-force guard (``guard.py``). Decisions that must
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +45,8 @@ from urllib.parse import parse_qsl
 import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, event, or_, select, update
+from sqlalchemy.orm import Session, object_session
 from zope.sqlalchemy import mark_changed
 
 from sensorhub.db import begin_writing
@@ -49,7 +61,7 @@ from .models import SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
-MAX_REMEMBERED_TOUCHES = 100_000
+MAX_REMEMBERED_TOKENS = 100_000  # per process, for touches and for cached lookups
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
@@ -73,6 +85,16 @@ class ProvisioningIdentity:
     name: str = "provisioning"
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """A successful sensor-token lookup, reusable until ``until`` (the policy's ``clock``) while
+    no credential change has been seen since ``changes``."""
+
+    identity: SensorIdentity
+    until: float
+    changes: int
+
+
 @dataclass(frozen=True)
 class Outcome:
     identity: object | None = None
@@ -86,14 +108,17 @@ def digest_of(secret: str) -> bytes | None:
 
 class BearerTokenSecurityPolicy:
     def __init__(self, admin_token: str, provisioning_key: str, guard: FailureGuard,
-                 touch_interval: float):
+                 touch_interval: float, token_cache_ttl: float = 0.0):
         self._admin_digest = digest_of(admin_token)
         self._provisioning_digest = digest_of(provisioning_key)
         self.guard = guard
         self.touch_interval = timedelta(seconds=touch_interval)
         self._outcomes = RequestLocalCache(self._authenticate)
-        # token digest -> time.monotonic() until which its last_used_at is known to be fresh
+        self.token_cache_ttl = token_cache_ttl
+        self.clock = time.monotonic  # test hook: remembered touches and lookups age by it
+        # token digest -> clock time until which its last_used_at is known to be fresh
         self._touched_until: dict[bytes, float] = {}
+        self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
 
     @property
     def admin_enabled(self) -> bool:
@@ -208,8 +233,13 @@ class BearerTokenSecurityPolicy:
         return self._sensor(request, digest)
 
     def _sensor(self, request, digest: bytes) -> Outcome:
+        lookup = self._lookups.get(digest)
+        if (lookup is not None and lookup.changes == _credential_changes.seen
+                and lookup.until > self.clock()):
+            return self._authenticated(request, lookup.identity)
+        changes = _credential_changes.seen  # before the read: see the module's docstring
         dbsession = request.dbsession
-        touch_due = self._touched_until.get(digest, 0.0) <= time.monotonic()
+        touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
             # This request may write last_used_at: in a reader transaction, take the write lock
             # before reading (once per interval per token, see the class docstring).
@@ -238,14 +268,31 @@ class BearerTokenSecurityPolicy:
             else:
                 fresh_for = self.touch_interval - (now - row.last_used_at)
             self._remember_touch(digest, fresh_for.total_seconds())
-        structlog.contextvars.bind_contextvars(sensor_id=row.sensor_id)
-        _publish(request, SensorAuthenticated(request, row.sensor_id))
+        self._remember_lookup(digest, identity, changes, row.expires_at, now)
+        return self._authenticated(request, identity)
+
+    def _authenticated(self, request, identity: SensorIdentity) -> Outcome:
+        structlog.contextvars.bind_contextvars(sensor_id=identity.sensor_id)
+        _publish(request, SensorAuthenticated(request, identity.sensor_id))
         return Outcome(identity)
 
     def _remember_touch(self, digest: bytes, fresh_for: float) -> None:
-        if len(self._touched_until) >= MAX_REMEMBERED_TOUCHES:
+        if len(self._touched_until) >= MAX_REMEMBERED_TOKENS:
             self._touched_until.clear()  # costs one extra touch per token, never a wrong answer
-        self._touched_until[digest] = time.monotonic() + fresh_for
+        self._touched_until[digest] = self.clock() + fresh_for
+
+    def _remember_lookup(self, digest: bytes, identity: SensorIdentity, changes: int,
+                         expires_at: datetime | None, now: datetime) -> None:
+        clock = self.clock()
+        # Never past the next due touch (that request must reach the database) or the expiry.
+        until = min(clock + self.token_cache_ttl, self._touched_until.get(digest, 0.0))
+        if expires_at is not None:
+            until = min(until, clock + (expires_at - now).total_seconds())
+        if until <= clock:
+            return
+        if len(self._lookups) >= MAX_REMEMBERED_TOKENS:
+            self._lookups.clear()  # costs one lookup per token, never a wrong answer
+        self._lookups[digest] = _Lookup(identity, until, changes)
 
 
 # A token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent requests
@@ -268,6 +315,43 @@ _TOUCH_SENSOR = (
     .where(Sensor.id == bindparam("key"),
            or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= bindparam("stale")))
     .values(last_seen_at=bindparam("touched_at")))
+
+
+class _CredentialChanges:
+    """How many changes to sensors or tokens this process has flushed or committed.
+
+    A remembered lookup is reused only while the count is what it was before its read: a change
+    flushed by any session here invalidates it (so the changing transaction's own next requests,
+    and tests sharing one session, see it at once) and so does its commit (so a lookup that read
+    the old row while the change was committing is not reused either)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.seen = 0
+
+    def bump(self) -> None:
+        self.seen = next(self._counter)  # atomic under the GIL, unlike ``+= 1``
+
+
+_credential_changes = _CredentialChanges()
+_CHANGED_IN_SESSION = "sensorhub.auth.credentials_changed"
+
+
+@event.listens_for(SensorToken, "after_update")
+@event.listens_for(SensorToken, "after_delete")
+@event.listens_for(Sensor, "after_update")
+@event.listens_for(Sensor, "after_delete")
+def _on_credential_flush(_mapper, _connection, target) -> None:
+    _credential_changes.bump()
+    session = object_session(target)
+    if session is not None:
+        session.info[_CHANGED_IN_SESSION] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _on_commit(session) -> None:
+    if session.info.pop(_CHANGED_IN_SESSION, False):
+        _credential_changes.bump()
 
 
 def _matches(expected: bytes | None, digest: bytes) -> bool:

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 import webtest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import Session
 
+from plugins.auth import security
 from plugins.auth.models import SensorToken
 from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
@@ -22,6 +24,7 @@ from tests.plugins.test_auth_support import (
     create_sensor,
     plugin_module,
     recording_events,
+    recording_statements,
     recording_writes,
 )
 
@@ -293,6 +296,95 @@ def test_last_used_is_written_at_most_once_per_interval(testapp, app, dbsession)
     dbsession.refresh(token)
     assert token.last_used_at is not None
     assert dbsession.get(Sensor, created["sensorId"]).last_seen_at is not None
+
+
+# --- remembered lookups (sensorhub.auth.token_cache_ttl)
+
+
+class FakeClock:
+    def __init__(self, policy):
+        self.now = 1000.0
+        policy.clock = lambda: self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(app):
+    policy = app.registry["sensorhub.auth.policy"]
+    yield FakeClock(policy)
+    policy.clock = security.time.monotonic
+
+
+def token_lookups(statements: list[str]) -> list[str]:
+    return [s for s in statements if "WHERE sensor_tokens.token_hash" in s]
+
+
+def test_a_busy_sensor_is_looked_up_once_per_ttl(testapp, app, clock):
+    created = create_sensor(testapp)
+    with recording_statements(app.registry["dbengine"]) as statements:
+        for _ in range(3):
+            testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
+        clock.advance(app.registry.settings["sensorhub.auth.token_cache_ttl"] + 0.001)
+        testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
+    assert len(token_lookups(statements)) == 2  # the first request and the one after the TTL
+
+
+def test_a_revocation_by_another_process_applies_within_the_ttl(testapp, app, dbsession, clock):
+    created = create_sensor(testapp)
+    testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
+    # A plain UPDATE on the shared database, as sensorhub-admin in another process makes it:
+    # this process's ORM never sees it, only the next lookup does.
+    dbsession.execute(update(SensorToken).where(SensorToken.id == created["tokenId"])
+                      .values(revoked_at=datetime.now(UTC)))
+
+    testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
+    clock.advance(app.registry.settings["sensorhub.auth.token_cache_ttl"])
+    refused = testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+    assert "revoked" in refused.headers["WWW-Authenticate"]
+
+
+def test_with_a_zero_ttl_every_request_is_looked_up(app_factory, testapp, dbsession):
+    app = app_factory(["auth"], {**AUTH_SETTINGS, "sensorhub.auth.token_cache_ttl": "0"})
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+    created = create_sensor(client)
+    client.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
+    dbsession.execute(update(SensorToken).where(SensorToken.id == created["tokenId"])
+                      .values(revoked_at=datetime.now(UTC)))
+    client.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+
+
+def test_a_lookup_is_not_remembered_past_the_tokens_expiry(testapp, app, clock):
+    created = create_sensor(testapp)
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    issued = testapp.post_json(f"/api/v1/sensors/{created['sensorId']}/tokens",
+                               {"expiresAt": soon}, headers=ADMIN).json
+    with recording_statements(app.registry["dbengine"]) as statements:
+        testapp.get("/api/v1/sensor", headers=bearer(issued["token"]))
+        clock.advance(2.0)  # still within the TTL, but past the expiry
+        testapp.get("/api/v1/sensor", headers=bearer(issued["token"]), status=(200, 401))
+    assert len(token_lookups(statements)) == 2
+
+
+def test_credential_changes_are_counted_at_flush_and_again_at_commit():
+    # Its own throwaway database: the commit must be real for after_commit to fire.
+    engine = create_engine("sqlite://")
+    Sensor.__table__.create(engine)
+    with Session(engine) as session:
+        sensor = Sensor(name="s", meta={}, disabled=False)
+        session.add(sensor)
+        before_insert = security._credential_changes.seen
+        session.commit()
+        assert security._credential_changes.seen == before_insert  # a new sensor: nothing known
+
+        sensor.disabled = True
+        session.flush()
+        at_flush = security._credential_changes.seen
+        assert at_flush != before_insert
+        session.commit()
+        assert security._credential_changes.seen != at_flush
+    engine.dispose()
 
 
 # --- identity for the rest of the app

@@ -24,19 +24,24 @@ def create_sensor(testapp, name="greenhouse-1", **fields) -> dict:
 
 
 @contextlib.contextmanager
-def recording_writes(engine):
-    """Every INSERT/UPDATE/DELETE the engine executes inside the block."""
-    writes: list[str] = []
+def recording_statements(engine, verbs=frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})):
+    """Every statement starting with one of ``verbs`` the engine executes inside the block."""
+    seen: list[str] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
-            writes.append(statement)
+        if statement.lstrip().split(" ", 1)[0].upper() in verbs:
+            seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", before)
     try:
-        yield writes
+        yield seen
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+def recording_writes(engine):
+    """Every INSERT/UPDATE/DELETE the engine executes inside the block."""
+    return recording_statements(engine, frozenset({"INSERT", "UPDATE", "DELETE"}))
 
 
 @contextlib.contextmanager
