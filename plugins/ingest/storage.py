@@ -1,9 +1,10 @@
 """Writing and reading events with SQLAlchemy Core (no ORM object per event).
 
 :func:`write_jobs` stores the rows of one or more :class:`WriteJob` (a request's validated
-events) in the caller's transaction: one multi-row ``INSERT … ON CONFLICT (sensor_id, event_id)
-DO NOTHING RETURNING`` for the rows with an ``eventId`` and one plain multi-row insert for the
-rest, then one counter upsert per sensor. It fills each job's per-row outcome (accepted or
+events) in the caller's transaction: multi-row ``INSERT … ON CONFLICT (sensor_id, event_id) DO
+NOTHING`` statements for the rows with an ``eventId`` (how each database learns which were new
+is with its functions below), plain inserts for the rest, then an upsert of the sensors'
+counters. It fills each job's per-row outcome (accepted or
 duplicate): a duplicate is an ``eventId`` already stored for that sensor, or one seen earlier
 in the same write (the same request or another request in the same group commit).
 
@@ -19,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import events_table, stats_table
@@ -58,23 +59,138 @@ def _unnest_rows():
     return select(*(rows.c[name] for name in EVENT_COLUMNS))
 
 
+# SQLite statements come in a few fixed row counts (the powers of two up to 512): any number of
+# rows is written as a handful of multi-row statements. SQLAlchemy does not cache the compiled
+# form of a multi-row VALUES (it recompiled 100 rows in ~9 ms), so each size is compiled once
+# here, to its SQL text and the order of its positional parameters, and run as that text.
+_CHUNK_SIZES = tuple(2 ** exponent for exponent in range(9, -1, -1))
+
+
+def _chunks(rows: list[dict]):
+    start = 0
+    for size in _CHUNK_SIZES:
+        while len(rows) - start >= size:
+            yield rows[start:start + size]
+            start += size
+
+
+@dataclass(frozen=True)
+class _MultiRow:
+    sql: str
+    columns: tuple[str, ...]
+
+    def parameters(self, rows: list[dict]) -> tuple:
+        return tuple(row[name] for row in rows for name in self.columns)
+
+
+def _compiled_multi_row(statement, columns: tuple[str, ...], size: int) -> _MultiRow:
+    compiled = statement.compile(dialect=sqlite.dialect())
+    expected = tuple(f"{name}_{index}" for index in range(size) for name in columns)
+    assert tuple(compiled.positiontup) == expected, "parameters out of row order"
+    return _MultiRow(str(compiled), columns)
+
+
+def _numbered_values(table, columns: tuple[str, ...], size: int) -> list[dict]:
+    return [{name: bindparam(f"{name}_{index}", type_=table.c[name].type) for name in columns}
+            for index in range(size)]
+
+
 @functools.cache
-def _statements(dialect_name: str):
-    """The write statements, built once per dialect: building an upsert (its ``excluded``
-    alias) costs more than executing it for a small batch."""
-    if dialect_name == "postgresql":
-        dialect_insert = postgresql.insert
-        keyed = dialect_insert(events_table).from_select(EVENT_COLUMNS, _unnest_rows())
-        keyed_parameters = _as_columns
-    else:
-        dialect_insert = sqlite.insert
-        keyed = dialect_insert(events_table)
-        keyed_parameters = list  # one dict per row: a multi-row VALUES
-    keyed = (keyed.on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
-             .returning(events_table.c.sensor_id, events_table.c.event_id))
-    upsert = dialect_insert(stats_table)
-    excluded, current = upsert.excluded, stats_table.c
-    upsert = upsert.on_conflict_do_update(index_elements=["sensor_id"], set_={
+def _sqlite_insert_events(size: int) -> _MultiRow:
+    statement = (sqlite.insert(events_table)
+                 .values(_numbered_values(events_table, EVENT_COLUMNS, size))
+                 .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"]))
+    return _compiled_multi_row(statement, EVENT_COLUMNS, size)
+
+
+@functools.cache
+def _sqlite_upsert_counters(size: int) -> _MultiRow:
+    statement = _counters_upsert(sqlite.insert(stats_table).values(
+        _numbered_values(stats_table, COUNTER_COLUMNS, size)))
+    return _compiled_multi_row(statement, COUNTER_COLUMNS, size)
+
+
+def _execute_multi_row(connection, make, rows: list[dict]) -> int:
+    """Run ``rows`` through the cached statements ``make(size)``; the number of rows written."""
+    written = 0
+    for chunk in _chunks(rows):
+        statement = make(len(chunk))
+        written += connection.exec_driver_sql(statement.sql,
+                                              statement.parameters(chunk)).rowcount
+    return written
+
+
+KEY_COLUMNS = ("sensor_id", "event_id")
+
+
+@functools.cache
+def _sqlite_stored_keys(size: int) -> _MultiRow:
+    columns = events_table.c
+    # An OR of (sensor_id, event_id) pairs: SQLite searches the unique index once per pair,
+    # where a row-value IN scans it whole.
+    statement = select(columns.sensor_id, columns.event_id).where(or_(*(
+        and_(*(columns[name] == bindparam(f"{name}_{index}", type_=columns[name].type)
+               for name in KEY_COLUMNS)) for index in range(size))))
+    return _compiled_multi_row(statement, KEY_COLUMNS, size)
+
+
+def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
+    """Insert the rows whose key is not stored yet; return the keys inserted.
+
+    The statements are few and fixed whatever the number of rows: ``RETURNING`` would cost a
+    driver call per row, and every sqlite3 call gives up the GIL, which the single writer thread
+    then queues to get back behind the request threads. Exact because the writer's transaction
+    holds SQLite's write lock (``BEGIN IMMEDIATE``) from the lookup to the commit; the row count
+    check turns anything else into an error and a rollback, never a wrong answer."""
+    stored = set()
+    for chunk in _chunks(rows):
+        statement = _sqlite_stored_keys(len(chunk))
+        stored.update(map(tuple, connection.exec_driver_sql(statement.sql,
+                                                            statement.parameters(chunk))))
+    new = [row for row in rows if (row["sensor_id"], row["event_id"]) not in stored]
+    inserted = _execute_multi_row(connection, _sqlite_insert_events, new)
+    if inserted != len(new):
+        raise RuntimeError(f"{len(new) - inserted} events were stored by another writer during "
+                           "this transaction: is it missing BEGIN IMMEDIATE?")
+    return {(row["sensor_id"], row["event_id"]) for row in new}
+
+
+def _insert_unkeyed_sqlite(connection, rows: list[dict]) -> None:
+    _execute_multi_row(connection, _sqlite_insert_events, rows)
+
+
+def _upsert_counters_sqlite(connection, rows: list[dict]) -> None:
+    _execute_multi_row(connection, _sqlite_upsert_counters, rows)
+
+
+_POSTGRESQL_INSERT_KEYED = (
+    postgresql.insert(events_table).from_select(EVENT_COLUMNS, _unnest_rows())
+    .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
+    .returning(events_table.c.sensor_id, events_table.c.event_id))
+
+
+def _insert_keyed_postgresql(connection, rows: list[dict]) -> set[tuple[str, str]]:
+    """One statement whatever the batch size; ``RETURNING`` says which rows were new, exact
+    under concurrent writers (psycopg fetches the result in one go)."""
+    return set(map(tuple, connection.execute(_POSTGRESQL_INSERT_KEYED, _as_columns(rows))))
+
+
+def _insert_unkeyed_postgresql(connection, rows: list[dict]) -> None:
+    connection.execute(insert(events_table), rows)
+
+
+def _upsert_counters_postgresql(connection, rows: list[dict]) -> None:
+    connection.execute(_POSTGRESQL_UPSERT_COUNTERS, rows)
+
+
+COUNTER_COLUMNS = ("sensor_id", "event_count", "duplicate_count", "rejected_count",
+                   "last_event_at")
+
+
+def _counters_upsert(statement):
+    """Add the new counts to the sensor's row (or create it): an increment, never a recount."""
+    excluded, current = statement.excluded, stats_table.c
+    return statement.on_conflict_do_update(index_elements=["sensor_id"], set_={
         "event_count": current.event_count + excluded.event_count,
         "duplicate_count": current.duplicate_count + excluded.duplicate_count,
         "rejected_count": current.rejected_count + excluded.rejected_count,
@@ -84,13 +200,20 @@ def _statements(dialect_name: str):
             (current.last_event_at >= excluded.last_event_at, current.last_event_at),
             else_=excluded.last_event_at),
     })
-    return keyed, keyed_parameters, insert(events_table), upsert
+
+
+_POSTGRESQL_UPSERT_COUNTERS = _counters_upsert(postgresql.insert(stats_table))
+
+_WRITERS = {  # dialect name -> (insert keyed rows, insert unkeyed rows, upsert counters)
+    "sqlite": (_insert_keyed_sqlite, _insert_unkeyed_sqlite, _upsert_counters_sqlite),
+    "postgresql": (_insert_keyed_postgresql, _insert_unkeyed_postgresql,
+                   _upsert_counters_postgresql),
+}
 
 
 def write_jobs(connection, jobs: list[WriteJob]) -> None:
     """Insert the jobs' rows and update the counters, in ``connection``'s open transaction."""
-    insert_keyed, keyed_parameters, insert_plain, upsert_counters = \
-        _statements(connection.dialect.name)
+    insert_keyed, insert_unkeyed, upsert_counters = _WRITERS[connection.dialect.name]
     seen: set[tuple[str, str]] = set()
     keyed: list[dict] = []
     unkeyed: list[dict] = []
@@ -111,24 +234,25 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
                 keyed.append(params)
     inserted: set[tuple[str, str]] = set()
     if keyed:
-        inserted = {tuple(row) for row in connection.execute(insert_keyed,
-                                                              keyed_parameters(keyed))}
+        inserted = insert_keyed(connection, keyed)
     if unkeyed:
-        connection.execute(insert_plain, unkeyed)
+        insert_unkeyed(connection, unkeyed)
     if len(inserted) != len(keyed):
         for job in jobs:
             for position, row in enumerate(job.rows):
                 if (job.accepted_flags[position] and row["event_id"] is not None
                         and (job.sensor_id, row["event_id"]) not in inserted):
                     job.accepted_flags[position] = False
-    _add_to_counters(connection, upsert_counters, jobs)
+    counters = _counter_rows(jobs)
+    if counters:
+        upsert_counters(connection, counters)
 
 
 def _as_columns(rows: list[dict]) -> dict[str, list]:
     return {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
 
 
-def _add_to_counters(connection, upsert_counters, jobs: list[WriteJob]) -> None:
+def _counter_rows(jobs: list[WriteJob]) -> list[dict]:
     totals: dict[str, list] = defaultdict(lambda: [0, 0, 0, None])
     for job in jobs:
         total = totals[job.sensor_id]
@@ -141,11 +265,9 @@ def _add_to_counters(connection, upsert_counters, jobs: list[WriteJob]) -> None:
             else:
                 total[1] += 1
     # Sorted: concurrent writers (several processes) lock the counter rows in the same order.
-    params = [{"sensor_id": sensor_id, "event_count": t[0], "duplicate_count": t[1],
-               "rejected_count": t[2], "last_event_at": t[3]}
-              for sensor_id, t in sorted(totals.items()) if t[0] or t[1] or t[2]]
-    if params:
-        connection.execute(upsert_counters, params)
+    return [{"sensor_id": sensor_id, "event_count": t[0], "duplicate_count": t[1],
+             "rejected_count": t[2], "last_event_at": t[3]}
+            for sensor_id, t in sorted(totals.items()) if t[0] or t[1] or t[2]]
 
 
 _READ_COUNTERS = (

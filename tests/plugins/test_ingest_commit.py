@@ -11,11 +11,13 @@ import pytest
 import webtest
 from sqlalchemy import create_engine, select
 
+from plugins.ingest import storage
 from plugins.ingest.models import stats_table
-from plugins.ingest.storage import WriteJob
+from plugins.ingest.storage import WriteJob, write_jobs
 from plugins.ingest.writer import GroupCommitWriter
 from sensorhub.events import CommitGroupFlushed, EventsIngested
 from tests.conftest import empty_all_tables
+from tests.plugins.test_auth_support import recording_statements
 from tests.plugins.test_ingest_support import (
     AUTH_SETTINGS,
     new_sensor,
@@ -193,6 +195,38 @@ def row(kind, event_id=None):
     now = time.time_ns() // 1000
     return {"event_id": event_id, "type": kind, "value": None, "unit": None, "ts": now,
             "received_at": now, "data": None}
+
+
+def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing_testapp,
+                                                                      dbengine):
+    sensor_id, _ = new_sensor(committing_testapp)
+    with dbengine.begin() as connection:
+        write_jobs(connection, [WriteJob(sensor_id, [row("t", f"e{i}")
+                                                     for i in range(0, 1000, 100)])])
+    job = WriteJob(sensor_id, [row("t", f"e{i}") for i in range(1000)])
+    with recording_statements(dbengine) as statements, dbengine.begin() as connection:
+        write_jobs(connection, [job])
+    assert [i for i, accepted in enumerate(job.accepted_flags) if not accepted] == \
+        list(range(0, 1000, 100))
+    assert stored_events(dbengine, sensor_id) == 1000
+    # SQLite: a lookup and an insert per power-of-two chunk, and the counters; PostgreSQL: 2.
+    assert len(statements) <= 16
+
+
+def test_on_sqlite_a_row_stored_behind_the_writers_back_is_an_error_not_a_wrong_answer(
+        committing_testapp, dbengine, monkeypatch):
+    if dbengine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write path: PostgreSQL learns what it inserted from RETURNING")
+    sensor_id, _ = new_sensor(committing_testapp)
+    with dbengine.begin() as connection:
+        write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
+    # A lookup that misses the stored row, as if another writer had slipped in after it.
+    monkeypatch.setattr(storage, "_sqlite_stored_keys", lambda size: storage._MultiRow(
+        "SELECT ?, ? WHERE 0", storage.KEY_COLUMNS))
+    with pytest.raises(RuntimeError, match="stored by another writer"), \
+            dbengine.begin() as connection:
+        write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
+    assert stored_events(dbengine, sensor_id) == 1
 
 
 def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_testapp,
