@@ -60,7 +60,31 @@ def make_app(settings: Mapping, environ: Mapping[str, str] | None = None,
     config.commit()
     include_plugins(config)
     _warn_about_undeclared_settings(config)
-    return config.make_wsgi_app()
+    app = config.make_wsgi_app()
+    _bake_request_extensions(app)
+    return app
+
+
+def _bake_request_extensions(router) -> None:
+    """Give the router a request class that already has the ``add_request_method`` methods and
+    properties, instead of applying them to every request.
+
+    Pyramid applies properties (``request.dbsession``, ``tm``, ``request_id``) by creating a new
+    subclass of the request's class on every request (``pyramid.util.InstancePropertyHelper``):
+    a ``type()`` call, and a flush of the interpreter's attribute caches that slows the rest of
+    the request as well. The set is complete once the app is configured, so one subclass built
+    here behaves the same. Only the router's own requests change: the registry keeps the
+    extensions, so ``pyramid.scripting`` and ``apply_request_extensions`` (tests, scripts)
+    work as documented; a subrequest would have to be given them the same way (none is used).
+    """
+    extensions = router.request_extensions
+    if extensions is None:
+        return
+    base = router.request_factory
+    attributes = {**extensions.methods, **dict(extensions.descriptors),
+                  "__module__": base.__module__}
+    router.request_factory = type(base.__name__, (base,), attributes)
+    router.request_extensions = None
 
 
 def _warn_about_undeclared_settings(config) -> None:
