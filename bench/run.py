@@ -42,6 +42,9 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=8,
                         help="waitress threads, the same for every server (8, SensorHub's "
                              "default)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes, the same for every server (1, SensorHub's "
+                             "default; pre-forked above 1)")
     parser.add_argument("--sensors", type=int, default=64,
                         help="sensors provisioned per SensorHub server (64)")
     parser.add_argument("--database-url",
@@ -140,7 +143,8 @@ def main(argv=None) -> int:
         + " ".join(f"{x:.2f}" for x in env["loadavg_at_start"]))
     say(f"{env['wrk']}; {args.wrk_threads} threads, {args.connections} connections, "
         f"{args.duration:g}s x {args.runs} runs (+{args.warmup:g}s warm-up) per scenario; "
-        f"waitress {args.threads} threads; server and wrk share this machine")
+        f"waitress {args.threads} threads x {args.workers} worker process(es); server and wrk "
+        "share this machine")
     for scenario, reason in skipped:
         say(f"  skip {scenario.name}: {reason}")
 
@@ -167,7 +171,7 @@ def main(argv=None) -> int:
             if spec.name not in needed:
                 continue
             server = Server(spec.name, server_plugins(spec, installed), workdir, args.threads,
-                            args.database_url)
+                            args.database_url, args.workers)
             server.start()
             servers[spec.name] = server
             hosted = [s for s in chosen if s.server == spec.name]
@@ -228,7 +232,8 @@ def main(argv=None) -> int:
 
     failed_correctness = any(t["verdict"] == "FAIL" and t["correctness"] for t in targets)
     failed_speed = any(t["verdict"] == "FAIL" and not t["correctness"] for t in targets)
-    results.update({"servers": {n: {"plugins": s.plugins, "threads": s.threads}
+    results.update({"servers": {n: {"plugins": s.plugins, "threads": s.threads,
+                                    "workers": s.workers}
                                 for n, s in servers.items()},
                     "runs": runs, "warmups": warmups, "summaries": summaries,
                     "overheads": overheads,

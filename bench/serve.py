@@ -1,8 +1,10 @@
-"""One benchmark server process: ``python -m bench.serve (hello | <ini>) --threads N --ready F``.
+"""One benchmark server: ``python -m bench.serve (hello | <ini>) --threads N --workers W
+--ready F``.
 
 Binds waitress to a free port on 127.0.0.1 (port 0, so parallel runs never collide), writes the
 port to the ready file once the app is built and the socket listens, then serves until SIGTERM
-or SIGINT. The hello app and SensorHub go through this same code, so they get identical waitress
+or SIGINT. The hello app and SensorHub go through this same code (SensorHub's own
+``sensorhub.server``, pre-forked when ``--workers`` is above 1), so they get identical waitress
 settings and the ratio between them is the app's cost alone.
 
 SensorHub is built the way pserve builds it (``setup_logging`` then ``get_app`` on the ini,
@@ -32,19 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument("target", help="'hello' or the path of a SensorHub ini file")
     parser.add_argument("--threads", type=int, required=True, help="waitress worker threads")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (pre-fork)")
     parser.add_argument("--ready", required=True, help="file to write the bound port to")
     args = parser.parse_args(argv)
 
-    import waitress
+    from sensorhub.server import bind, create_server, run_workers
 
     app = build_app(args.target)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=args.threads,
-                                    ident="sensorhub-bench")
-    # Write then rename: the parent never reads a half-written port number.
-    partial = args.ready + ".partial"
-    with open(partial, "w") as f:
-        f.write(str(server.effective_port))
-    os.replace(partial, args.ready)
+    options = {"threads": args.threads, "ident": "sensorhub-bench"}
+    listener = bind("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    if args.workers > 1:
+        _ready(args.ready, port)  # the listening socket queues connections until they serve
+        return run_workers(app, listener, args.workers, options)
+    server = create_server(app, sockets=[listener], **options)
+    _ready(args.ready, port)
 
     def stop(_signum, _frame):
         server.close()
@@ -56,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _ready(path: str, port: int) -> None:
+    # Write then rename: the parent never reads a half-written port number.
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        f.write(str(port))
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class Server:
     workdir: Path
     threads: int
     database_url: str | None = None
+    workers: int = 1
     port: int = 0
     process: subprocess.Popen | None = None
     sensors: list[Sensor] = field(default_factory=list)
@@ -84,7 +85,7 @@ class Server:
         ready = self.workdir / f"{self.name}.port"
         ready.unlink(missing_ok=True)
         command = [sys.executable, "-m", "bench.serve", target, "--threads", str(self.threads),
-                   "--ready", str(ready)]
+                   "--workers", str(self.workers), "--ready", str(ready)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=self._environ(),
@@ -128,6 +129,11 @@ class Server:
         # the bench must measure exactly the configuration it prints.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
         environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
+        if self.workers > 1 and self.plugins and "metrics" in self.plugins:
+            # Several workers: the metrics plugin requires its multi-process mode.
+            directory = self.workdir / f"{self.name}.prometheus"
+            directory.mkdir(exist_ok=True)
+            environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         return environ
 
     def settings(self) -> dict[str, str]:
@@ -137,6 +143,7 @@ class Server:
             "sensorhub.database.url": self.database_url
             or f"sqlite:///{self.workdir / (self.name + '.sqlite')}",
             "sensorhub.threads": str(self.threads),
+            "sensorhub.workers": str(self.workers),
         }
         if "logging" in self.plugins:
             settings["sensorhub.logging.format"] = "json"  # the production renderer

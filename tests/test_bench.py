@@ -31,8 +31,9 @@ def assert_says_how_to_install_wrk(result):
     assert "apt-get install wrk" in result.stderr
 
 
-def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path):
-    result = run_module(*LOAD_RUN, "--results-dir", str(tmp_path))
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers):
+    result = run_module(*LOAD_RUN, "--workers", workers, "--results-dir", str(tmp_path))
     if shutil.which("wrk") is None:
         if os.environ.get("SENSORHUB_REQUIRE_WRK") == "1":
             pytest.fail("wrk is not installed (apt-get install wrk); CI sets "

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import structlog
 
+from sensorhub.db import writer_turns
 from sensorhub.events import CommitGroupFlushed
 
 from .storage import WriteJob, write_jobs
@@ -59,6 +60,7 @@ class GroupCommitWriter:
                  max_queue: int = 10000, idle_seconds: float = 2.0,
                  notify: Callable[[object], None] | None = None):
         self.engine = engine
+        self._turns = writer_turns(engine)  # several worker processes: one writes at a time
         self.max_events = max_events
         self.max_wait = max_wait
         self.idle_seconds = idle_seconds
@@ -184,7 +186,7 @@ class GroupCommitWriter:
                                        succeeded=succeeded))
 
     def _write(self, jobs: list[WriteJob]) -> None:
-        with self.engine.begin() as connection:
+        with self._turns, self.engine.begin() as connection:
             write_jobs(connection, jobs)
 
 

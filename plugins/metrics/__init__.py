@@ -23,8 +23,9 @@ empty directory before the workers start (prometheus-client reads it when it is 
 ini cannot set it). Metric values then live in memory-mapped files and ``/metrics`` builds a
 fresh registry with a ``MultiProcessCollector`` on each scrape; gauges declare how workers'
 values combine (``multiprocess_mode``). Custom collectors (pool, waitress, process) cannot be
-aggregated across processes and are left out in that mode. Waitress, SensorHub's own server, is
-one process: the plain registry is right there.
+aggregated across processes and are left out in that mode. SensorHub's own server is one
+process by default (the plain registry is right there); with ``sensorhub.workers`` above 1 it
+pre-forks, and this mode is then required (a start-up error says so).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sensorhub.settings import Setting, as_duration, as_int, as_str
 
 from .exposition import includeme as _include_exposition
 from .metrics import AppMetrics, as_buckets, metrics_of
-from .settings import check_multiprocess
+from .settings import check_multiprocess, check_workers
 
 __all__ = ["AppMetrics", "includeme", "metrics_of"]
 
@@ -67,6 +68,8 @@ def includeme(config) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.registry.settings
     multiproc_dir = check_multiprocess(settings["sensorhub.metrics.multiproc_dir"])
+    if config.registry.get("sensorhub.process") == "server":
+        check_workers(settings["sensorhub.workers"], multiproc_dir)
     metrics = AppMetrics(settings["sensorhub.metrics.buckets"], multiprocess=bool(multiproc_dir))
     config.registry["sensorhub.metrics"] = metrics
     config.include(".collectors")

@@ -428,3 +428,10 @@ def test_a_multiprocess_dir_the_process_did_not_start_with_stops_start_up(app_fa
                                                                           tmp_path):
     with pytest.raises(StartupError, match="PROMETHEUS_MULTIPROC_DIR.*before Python starts"):
         app_factory(["metrics"], environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+
+
+def test_several_workers_without_the_multiprocess_mode_stop_start_up(app_factory):
+    # Each scrape would reach one worker and report its share as the whole.
+    with pytest.raises(StartupError, match="sensorhub.workers is 2.*PROMETHEUS_MULTIPROC_DIR"):
+        app_factory(["metrics"], {"sensorhub.workers": "2"})
+    app_factory(["metrics"], {"sensorhub.workers": "1"})

@@ -1,0 +1,163 @@
+"""``pserve`` with ``sensorhub.workers``: pre-forked processes share the port, the database and
+exactly-once ingestion; the parent stops them on SIGTERM and gives up when one dies.
+
+Real processes on 127.0.0.1, on the suite's database (SQLite or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sensorhub.db import writer_turns
+from tests.conftest import empty_all_tables
+
+PSERVE = str(Path(sys.executable).parent / "pserve")
+ADMIN_TOKEN = "server-test-admin-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(port, method, path, body=None, token=ADMIN_TOKEN):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                           headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def two_workers(tmp_path, database_url, dbengine):
+    """``pserve`` on a free loopback port with ``sensorhub.workers = 2`` (auth and ingest)."""
+    port = free_port()
+    ini = tmp_path / "workers.ini"
+    ini.write_text(textwrap.dedent(f"""
+        [app:main]
+        use = egg:sensorhub
+        sensorhub.plugins = auth ingest
+        sensorhub.database.url = {database_url}
+        sensorhub.port = {port}
+        sensorhub.workers = 2
+        sensorhub.threads = 4
+
+        [server:main]
+        use = egg:sensorhub
+    """))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
+    environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
+    log = open(tmp_path / "pserve.log", "w+")
+    process = subprocess.Popen([PSERVE, str(ini)], env=environ, stdout=log,
+                               stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if request(port, "GET", "/healthz")[0] == 200 and len(children_of(process.pid)) == 2:
+                break
+        except OSError:
+            pass
+        assert process.poll() is None, (tmp_path / "pserve.log").read_text()
+        assert time.monotonic() < deadline, (tmp_path / "pserve.log").read_text()
+        time.sleep(0.1)
+    yield process, port
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+    log.close()
+    empty_all_tables(dbengine)
+
+
+def test_workers_share_the_port_and_store_each_event_exactly_once(two_workers):
+    process, port = two_workers
+    status, sensor = request(port, "POST", "/api/v1/sensors", {"name": "forked"})
+    assert status == 201
+    events = [{"type": "t", "value": n, "eventId": f"e{n}"} for n in range(200)]
+
+    def post(event):
+        return request(port, "POST", "/api/v1/events", event, token=sensor["token"])
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(post, events))
+        again = list(pool.map(post, events))  # every one a resend, to any worker
+
+    assert {status for status, _ in first + again} == {201}
+    assert sum(body["accepted"] for _, body in first) == 200
+    assert sum(body["duplicates"] for _, body in again) == 200
+    _, itself = request(port, "GET", "/api/v1/sensor", token=sensor["token"])
+    assert (itself["eventCount"], itself["duplicateCount"]) == (200, 200)
+
+
+def test_sigterm_stops_the_workers_and_the_server_exits_0(two_workers):
+    process, _ = two_workers
+    workers = children_of(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    assert not any(Path(f"/proc/{pid}").exists() and "Z" not in
+                   Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+                   for pid in workers)
+
+
+def test_a_worker_that_dies_stops_the_server_with_an_error(two_workers):
+    process, _ = two_workers
+    os.kill(min(children_of(process.pid)), signal.SIGKILL)
+    assert process.wait(20) == 1
+    assert children_of(process.pid) == set()
+
+
+def test_writers_of_two_processes_take_turns(tmp_path):
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'turns.sqlite'}")
+    turns = writer_turns(engine)
+    read_end, write_end = os.pipe()
+    with turns:
+        pid = os.fork()
+        if pid == 0:  # a second process: must wait until the parent's turn is over
+            with turns:
+                os.write(write_end, str(time.monotonic()).encode())
+            os._exit(0)
+        time.sleep(0.3)
+        released_at = time.monotonic()
+    child_entered_at = float(os.read(read_end, 64))
+    os.waitpid(pid, 0)
+    assert child_entered_at >= released_at
+    engine.dispose()
+
+
+def test_writer_turns_are_nothing_on_other_databases():
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    with writer_turns(engine), writer_turns(engine):  # no lock file, nothing to wait for
+        pass
