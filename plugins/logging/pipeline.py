@@ -37,12 +37,8 @@ from .processors import (
 )
 
 # Library loggers quieter than the process level unless `sensorhub.logging.levels` says
-# otherwise: at INFO SQLAlchemy logs every statement, and Alembic each of its plugins; waitress
-# warns "Task queue depth is N" for every request that waits for a thread, so under load its
-# I/O thread, which serves every connection, spends its time writing one line per request
-# (the queue is the metrics plugin's sensorhub_server_queued_requests gauge).
-BASELINE_LEVELS = {"sqlalchemy": logging.WARNING, "alembic.runtime.plugins": logging.WARNING,
-                   "waitress.queue": logging.ERROR}
+# otherwise: at INFO SQLAlchemy logs every statement, and Alembic each of its plugins.
+BASELINE_LEVELS = {"sqlalchemy": logging.WARNING, "alembic.runtime.plugins": logging.WARNING}
 
 _levelled_loggers: set[str] = set()
 

@@ -413,16 +413,6 @@ def test_levels_come_from_the_settings(build, capsys):
                                                            "request_finished"]
 
 
-def test_waitress_queue_warnings_are_off_unless_asked_for(build, capsys):
-    # One line per request that waits for a thread, written by the thread that serves all I/O.
-    build()
-    logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
-    assert records(capsys) == []
-    build(**{"sensorhub.logging.levels": "waitress.queue=WARNING"})
-    logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
-    assert [line["event"] for line in records(capsys)] == ["Task queue depth is 3"]
-
-
 @pytest.mark.parametrize(("key", "value"), [
     ("sensorhub.logging.format", "xml"),
     ("sensorhub.logging.level", "loud"),
