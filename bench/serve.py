@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 
 
 def build_app(target: str):
@@ -38,35 +36,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready", required=True, help="file to write the bound port to")
     args = parser.parse_args(argv)
 
-    from sensorhub.server import bind, create_server, run_workers
+    from sensorhub.server import bind, create_server, run_until_terminated, run_workers
 
     app = build_app(args.target)
     options = {"threads": args.threads, "ident": "sensorhub-bench"}
     listener = bind("127.0.0.1", 0)
-    port = listener.getsockname()[1]
     if args.workers > 1:
-        _ready(args.ready, port)  # the listening socket queues connections until they serve
+        _ready(args.ready, listener)  # the listening socket queues connections until they serve
         return run_workers(app, listener, args.workers, options)
     server = create_server(app, sockets=[listener], **options)
-    _ready(args.ready, port)
-
-    def stop(_signum, _frame):
-        server.close()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
+    _ready(args.ready, listener)
     try:
-        server.run()
+        run_until_terminated(server)
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def _ready(path: str, port: int) -> None:
+def _ready(path: str, listener) -> None:
     # Write then rename: the parent never reads a half-written port number.
     partial = path + ".partial"
     with open(partial, "w") as f:
-        f.write(str(port))
+        f.write(str(listener.getsockname()[1]))
     os.replace(partial, path)
 
 

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import threading
-import weakref
 from pathlib import Path
 
 import zope.sqlalchemy
@@ -185,8 +185,7 @@ class _FileTurns:
         self._path = path
         self._threads = threading.Lock()  # flock excludes open files, not threads
         self._fd: int | None = None
-        reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (turns := reference()) and turns._forget())
+        os.register_at_fork(after_in_child=self._forget)  # kept for the process's lifetime
 
     def _forget(self) -> None:
         # In a forked child: the parent's thread lock may have been held at the fork, and its
@@ -219,7 +218,12 @@ def writer_turns(engine: Engine):
     database = engine.url.database
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         return contextlib.nullcontext()
-    return _FileTurns(database + ".writer-turns")
+    return _turns_for(os.path.abspath(database) + ".writer-turns")
+
+
+@functools.cache
+def _turns_for(path: str) -> _FileTurns:
+    return _FileTurns(path)  # one per file and process: one descriptor, one fork hook
 
 
 def add_reader_route(config, route_name: str) -> None:

@@ -149,19 +149,25 @@ def _serve_in_worker(app, listener: socket.socket, options: dict) -> int:
     if engine is not None:
         engine.dispose(close=False)
     server = create_server(app, sockets=[listener], **options)
-
-    def stop(_signum, _frame):
-        server.close()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     log.info("worker_started", pid=os.getpid())
+    run_until_terminated(server)
+    return 0
+
+
+def run_until_terminated(server) -> None:
+    """Serve until SIGTERM, then close the server's sockets and return."""
+    class Terminated(Exception):
+        pass
+
+    def stop(_signum, _frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.run()
-    except SystemExit as exit_:
-        return exit_.code or 0
-    return 0
+    except Terminated:
+        server.close()
 
 
 def _signal(pid: int, signum: int) -> None:

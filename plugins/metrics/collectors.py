@@ -4,7 +4,7 @@
   connections checked out and overflow connections open. Pools without those figures
   (``StaticPool``, ``NullPool``) report nothing.
 - Waitress: the app cannot see waitress's dispatcher on its own. When the server runner stores
-  it as ``registry["sensorhub.server.task_dispatcher"]``, its busy threads and queued requests
+  it as ``registry[sensorhub.server.DISPATCHER_KEY]``, its busy threads and queued requests
   are reported (``active_count`` and ``queue`` are waitress internals, read defensively).
   Without it, ``sensorhub_http_requests_in_flight`` (requests in the app = busy threads) over
   ``sensorhub_server_threads`` is the utilisation; the queue is not observable.
@@ -19,9 +19,9 @@ from __future__ import annotations
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
-from .metrics import metrics_of
+from sensorhub.server import DISPATCHER_KEY
 
-DISPATCHER_KEY = "sensorhub.server.task_dispatcher"
+from .metrics import metrics_of
 
 
 class PoolCollector:

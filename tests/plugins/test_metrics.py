@@ -19,7 +19,6 @@ from sqlalchemy import insert
 from waitress.task import ThreadedTaskDispatcher
 
 from plugins.metrics import metrics_of
-from plugins.metrics.collectors import DISPATCHER_KEY
 from plugins.metrics.exposition import SERVER_KEY
 from sensorhub.errors import problem
 from sensorhub.events import (
@@ -31,6 +30,7 @@ from sensorhub.events import (
     notify_after_commit,
 )
 from sensorhub.models import Sensor
+from sensorhub.server import DISPATCHER_KEY
 from sensorhub.settings import SettingError, StartupError
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

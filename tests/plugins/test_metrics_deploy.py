@@ -18,7 +18,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from waitress.task import ThreadedTaskDispatcher
 
-from plugins.metrics.collectors import DISPATCHER_KEY
 from sensorhub.events import (
     AuthenticationFailed,
     CommitGroupFlushed,
@@ -26,6 +25,7 @@ from sensorhub.events import (
     RequestRateLimited,
     SensorAuthenticated,
 )
+from sensorhub.server import DISPATCHER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "sensorhub.json"

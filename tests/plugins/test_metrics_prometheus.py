@@ -43,13 +43,13 @@ needs_prometheus = pytest.mark.skipif(
 # SensorHub on waitress, sharing its dispatcher the way the server runner should, so the
 # saturation collector sees the real thread pool.
 APP_SERVER = textwrap.dedent("""
-    import sys, waitress
+    import sys
     from sensorhub import make_app, migrations
+    from sensorhub.server import create_server
     app = make_app({"sensorhub.database.url": sys.argv[1], "sensorhub.plugins": "metrics",
                     "sensorhub.threads": "4"}, environ={})
     migrations.upgrade(app.registry["dbengine"])
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    app.registry["sensorhub.server.task_dispatcher"] = server.task_dispatcher
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
     sys.stdout.write(f"{server.effective_port}\\n")
     sys.stdout.flush()
     server.run()
