@@ -25,13 +25,17 @@ def build(database_url: str):
 
     from sensorhub import make_app
 
-    settings = {"sensorhub.database.url": database_url, "sensorhub.plugins": "auth ingest",
-                "sensorhub.auth.admin_token": ADMIN_TOKEN}
+    settings = {
+        "sensorhub.database.url": database_url,
+        "sensorhub.plugins": "auth ingest",
+        "sensorhub.auth.admin_token": ADMIN_TOKEN,
+    }
     migrate(settings)
     app = make_app(settings, environ={})
     testapp = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
-    created = testapp.post_json("/api/v1/sensors", {"name": "breakdown"},
-                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
+    created = testapp.post_json(
+        "/api/v1/sensors", {"name": "breakdown"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json
     return app, testapp, created
 
 
@@ -67,6 +71,7 @@ def pieces(app, testapp, created):
     def in_a_session(depth: int):
         """A request's session alone (0), with its first statement (1), with auth's and the
         profile's three reads (2): each adds to the one before it."""
+
         def run():
             manager = transaction.TransactionManager(explicit=True)
             manager.begin()
@@ -78,35 +83,59 @@ def pieces(app, testapp, created):
                 connection.execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
                 connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
             manager.abort()
+
         return run
 
     token_sql, profile_sql, counters_sql = (
-        str(statement.compile(engine)) for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE,
-                                                        _READ_COUNTERS))
+        str(statement.compile(engine))
+        for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE, _READ_COUNTERS)
+    )
 
     def raw_three_selects():
         # The same statements on the bare sqlite3 driver (qmark placeholders): the database's
         # own share of the three SELECTs.
         cursor = raw.cursor()
         cursor.execute("BEGIN")
-        for sql, parameter in ((token_sql, digest), (profile_sql, sensor_id),
-                               (counters_sql, sensor_id)):
+        for sql, parameter in (
+            (token_sql, digest),
+            (profile_sql, sensor_id),
+            (counters_sql, sensor_id),
+        ):
             cursor.execute(sql, (parameter,)).fetchall()
         raw.rollback()
 
     now_ms = int(time.time() * 1000)
-    body = orjson.dumps([{"type": "temperature", "value": 21.37, "unit": "Cel", "ts": now_ms,
-                          "eventId": f"breakdown-{i}", "data": {"fw": "1.4.2", "rssi": -57}}
-                         for i in range(100)])
+    body = orjson.dumps(
+        [
+            {
+                "type": "temperature",
+                "value": 21.37,
+                "unit": "Cel",
+                "ts": now_ms,
+                "eventId": f"breakdown-{i}",
+                "data": {"fw": "1.4.2", "rssi": -57},
+            }
+            for i in range(100)
+        ]
+    )
     limits = Limits()
     sequence = iter(range(10**9))
     now_us = now_ms * 1000
 
     def rows(count):
         batch = next(sequence)
-        return [{"event_id": f"w{batch}-{i}", "type": "temperature", "value": 1.0,
-                 "unit": "Cel", "ts": now_us, "received_at": now_us,
-                 "data": '{"fw":"1.4.2"}'} for i in range(count)]
+        return [
+            {
+                "event_id": f"w{batch}-{i}",
+                "type": "temperature",
+                "value": 1.0,
+                "unit": "Cel",
+                "ts": now_us,
+                "received_at": now_us,
+                "data": '{"fw":"1.4.2"}',
+            }
+            for i in range(count)
+        ]
 
     def write_uncommitted(jobs):
         with engine.connect() as connection:
@@ -115,9 +144,13 @@ def pieces(app, testapp, created):
             connection.rollback()
 
     def post_single():
-        testapp.post("/api/v1/events", orjson.dumps(
-            {"type": "temperature", "value": 1.0, "eventId": f"single-{next(sequence)}"}),
-            headers={**bearer, "Content-Type": "application/json"})
+        testapp.post(
+            "/api/v1/events",
+            orjson.dumps(
+                {"type": "temperature", "value": 1.0, "eventId": f"single-{next(sequence)}"}
+            ),
+            headers={**bearer, "Content-Type": "application/json"},
+        )
 
     timed = [
         ("GET /api/v1/ (Pyramid, core tweens, JSON; no DB)", lambda: testapp.get("/api/v1/")),
@@ -129,23 +162,36 @@ def pieces(app, testapp, created):
         raw = engine.raw_connection()
         timed.append(("the same 3 SELECTs on the bare driver", raw_three_selects))
     return timed + [
-        ("GET /api/v1/sensor (whole request)",
-         lambda: testapp.get(f"/api/v1/sensor?sensorId={sensor_id}", headers=bearer)),
-        ("parse_body: 100 events, orjson + validation",
-         lambda: parse_body(body, "application/json", limits=limits)),
-        ("write 1 single-event job, no commit",
-         lambda: write_uncommitted([WriteJob(sensor_id, rows(1))])),
-        ("write 8 single-event jobs together, no commit",
-         lambda: write_uncommitted([WriteJob(sensor_id, rows(1)) for _ in range(8)])),
-        ("write 100 events, no commit", lambda: write_uncommitted([WriteJob(sensor_id,
-                                                                             rows(100))])),
+        (
+            "GET /api/v1/sensor (whole request)",
+            lambda: testapp.get(f"/api/v1/sensor?sensorId={sensor_id}", headers=bearer),
+        ),
+        (
+            "parse_body: 100 events, orjson + validation",
+            lambda: parse_body(body, "application/json", limits=limits),
+        ),
+        (
+            "write 1 single-event job, no commit",
+            lambda: write_uncommitted([WriteJob(sensor_id, rows(1))]),
+        ),
+        (
+            "write 8 single-event jobs together, no commit",
+            lambda: write_uncommitted([WriteJob(sensor_id, rows(1)) for _ in range(8)]),
+        ),
+        (
+            "write 100 events, no commit",
+            lambda: write_uncommitted([WriteJob(sensor_id, rows(100))]),
+        ),
         ("POST /api/v1/events, one event (waits for its commit)", post_single),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.breakdown",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--number", type=int, default=300, help="calls per repeat (300)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats; medians (5)")
     parser.add_argument("--database-url", help="instead of a fresh SQLite file")
@@ -153,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sensorhub-breakdown-") as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'breakdown.sqlite'}"
         app, testapp, created = build(url)
-        print(f"one thread, no HTTP, {app.registry['dbengine'].dialect.name}; median µs per "
-              f"call over {args.repeats} x {args.number}")
+        print(
+            f"one thread, no HTTP, {app.registry['dbengine'].dialect.name}; median µs per "
+            f"call over {args.repeats} x {args.number}"
+        )
         for label, fn in pieces(app, testapp, created):
             print(f"{label:58s} {measure(fn, args.number, args.repeats):9.1f}", flush=True)
         app.registry["dbengine"].dispose()

@@ -28,9 +28,16 @@ def batch_body(events: int = 100) -> bytes:
     items = []
     for sequence in range(1, events + 1):
         kind, unit = TYPES[sequence % len(TYPES)]
-        items.append({"type": kind, "value": round(20 + (sequence % 1000) / 100, 2),
-                      "unit": unit, "ts": now_ms, "eventId": f"micro-1-{sequence}",
-                      "data": {"fw": "1.4.2", "rssi": -40 - sequence % 50}})
+        items.append(
+            {
+                "type": kind,
+                "value": round(20 + (sequence % 1000) / 100, 2),
+                "unit": unit,
+                "ts": now_ms,
+                "eventId": f"micro-1-{sequence}",
+                "data": {"fw": "1.4.2", "rssi": -40 - sequence % 50},
+            }
+        )
     return json.dumps(items, separators=(",", ":")).encode()
 
 
@@ -73,28 +80,39 @@ def run(repeat: int = 7) -> dict:
     notes = []
     parser = _ingest_parser()
     if parser is None:
-        notes.append(f"{INGEST_PARSER} not found: the ingest plugin's parse+validate is not "
-                     "measured")
+        notes.append(
+            f"{INGEST_PARSER} not found: the ingest plugin's parse+validate is not measured"
+        )
     else:
         takes_loads = "loads" in inspect.signature(parser).parameters
         parsed = parser(body)
         rejected = len(getattr(parsed, "rejections", []))
         if rejected:
-            notes.append(f"parse_body rejected {rejected} of the 100 bench events: the "
-                         "figures below include rejection work")
+            notes.append(
+                f"parse_body rejected {rejected} of the 100 bench events: the "
+                "figures below include rejection work"
+            )
         for name, loads in _decoders() if takes_loads else [("default", None)]:
             if loads is None:
                 cases.append(("parse_body (decode+validate)", lambda: parser(body)))
             else:
-                cases.append((f"parse_body (decode+validate) with {name}",
-                              lambda loads=loads: parser(body, loads=loads)))
+                cases.append(
+                    (
+                        f"parse_body (decode+validate) with {name}",
+                        lambda loads=loads: parser(body, loads=loads),
+                    )
+                )
     results = []
     for name, fn in cases:
         seconds = _median_seconds(fn, repeat)
-        results.append({"case": name, "us_per_body": seconds * 1e6,
-                        "events_per_s": 100 / seconds})
+        results.append({"case": name, "us_per_body": seconds * 1e6, "events_per_s": 100 / seconds})
     baseline = results[0]["us_per_body"]
     for row in results:
         row["x_stdlib_decode"] = baseline / row["us_per_body"]
-    return {"body_bytes": len(body), "events": 100, "repeat": repeat, "results": results,
-            "notes": notes}
+    return {
+        "body_bytes": len(body),
+        "events": 100,
+        "repeat": repeat,
+        "results": results,
+        "notes": notes,
+    }

@@ -63,10 +63,12 @@ class EventCounter:
         total = 0
         for sensor in self.server.sensors:
             status, data = self.server.request(
-                "GET", f"/api/v1/sensor?sensorId={sensor.sensor_id}", token=sensor.token)
+                "GET", f"/api/v1/sensor?sensorId={sensor.sensor_id}", token=sensor.token
+            )
             if status != 200 or not isinstance(data, dict):
-                raise BenchError(f"GET /api/v1/sensor for {sensor.sensor_id} answered {status}: "
-                                 f"{data!r}")
+                raise BenchError(
+                    f"GET /api/v1/sensor for {sensor.sensor_id} answered {status}: {data!r}"
+                )
             if "eventCount" not in data:
                 return None
             total += int(data["eventCount"])
@@ -110,8 +112,10 @@ class Check:
 
     def line(self) -> str:
         verdict = "OK" if self.ok else "VIOLATION: " + "; ".join(self.problems)
-        return (f"stored {self.stored} = acked {self.acked} + {self.stored - self.acked} "
-                f"(allowed 0..{self.in_flight_events} in flight) -> {verdict}")
+        return (
+            f"stored {self.stored} = acked {self.acked} + {self.stored - self.acked} "
+            f"(allowed 0..{self.in_flight_events} in flight) -> {verdict}"
+        )
 
     def as_dict(self) -> dict:
         return {**asdict(self), "stored": self.stored, "ok": self.ok}
@@ -121,22 +125,45 @@ def check(before: Counts, after: Counts, wrk_result: dict, events_per_request: i
     acked = wrk_result["acked_events"]
     in_flight = (wrk_result["sent"] - wrk_result["completed"]) * events_per_request
     if before.value is None or after.value is None:
-        return Check(0, 0, acked, wrk_result["reported_accepted"], in_flight, after.api,
-                     after.db, ["cannot count stored events: no eventCount in GET "
-                                "/api/v1/sensor and no table with sensor_id and event_id "
-                                "columns"])
+        return Check(
+            0,
+            0,
+            acked,
+            wrk_result["reported_accepted"],
+            in_flight,
+            after.api,
+            after.db,
+            [
+                "cannot count stored events: no eventCount in GET "
+                "/api/v1/sensor and no table with sensor_id and event_id "
+                "columns"
+            ],
+        )
     stored = after.value - before.value
     problems = []
     if stored < acked:
         problems.append(f"{acked - stored} acknowledged events are not stored (LOST)")
     if stored > acked + in_flight:
-        problems.append(f"{stored - acked - in_flight} events stored beyond the acknowledged "
-                        f"and in-flight ones (EXTRA)")
+        problems.append(
+            f"{stored - acked - in_flight} events stored beyond the acknowledged "
+            f"and in-flight ones (EXTRA)"
+        )
     if wrk_result["reported_accepted"] != acked:
-        problems.append(f"201 bodies report {wrk_result['reported_accepted']} accepted, the "
-                        f"requests carried {acked} events")
+        problems.append(
+            f"201 bodies report {wrk_result['reported_accepted']} accepted, the "
+            f"requests carried {acked} events"
+        )
     if after.api is not None and after.db is not None and after.api != after.db:
-        problems.append(f"sensors' eventCount sums to {after.api} but the table holds "
-                        f"{after.db} rows for them")
-    return Check(before.value, after.value, acked, wrk_result["reported_accepted"], in_flight,
-                 after.api, after.db, problems)
+        problems.append(
+            f"sensors' eventCount sums to {after.api} but the table holds {after.db} rows for them"
+        )
+    return Check(
+        before.value,
+        after.value,
+        acked,
+        wrk_result["reported_accepted"],
+        in_flight,
+        after.api,
+        after.db,
+        problems,
+    )

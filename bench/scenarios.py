@@ -43,32 +43,88 @@ SERVERS = (
 )
 
 SCENARIOS = (
-    Scenario("hello", "hello", "get", {"path": "/"},
-             what="bare WSGI app on the same waitress: the transport limit"),
-    Scenario("api_root", "sensorhub", "get", {"path": f"{API}/"},
-             what="GET /api/v1/ unauthenticated: Pyramid, tweens, renderer; no database"),
-    Scenario("sensor_self", "sensorhub", "get",
-             {"path": f"{API}/sensor?sensorId={{sensorId}}", "auth": "1"}, requires=("auth",),
-             what="GET /api/v1/sensor as a sensor: api_root + bearer-token auth + one read"),
-    Scenario("ingest_single", "sensorhub", "events", {"events": "1"}, events_per_request=1,
-             requires=("auth", "ingest"),
-             what="POST one event per request, round robin over the sensors"),
-    Scenario("ingest_batch100", "sensorhub", "events", {"events": "100"},
-             events_per_request=100, requires=("auth", "ingest"),
-             what="POST a JSON array of 100 events per request"),
-    Scenario("events_read", "sensorhub", "get",
-             {"path": f"{API}/events?limit=100", "auth": "1"}, requires=("auth", "ingest"),
-             what="GET /api/v1/events?limit=100, the calling sensor's newest events"),
-    Scenario("api_root+logging", "sensorhub+logging", "get", {"path": f"{API}/"},
-             requires=("logging",), what="api_root with the logging plugin (JSON to a file)"),
-    Scenario("ingest_single+logging", "sensorhub+logging", "events", {"events": "1"},
-             events_per_request=1, requires=("logging", "auth", "ingest"),
-             what="ingest_single with the logging plugin"),
-    Scenario("api_root+metrics", "sensorhub+metrics", "get", {"path": f"{API}/"},
-             requires=("metrics",), what="api_root with the metrics plugin"),
-    Scenario("ingest_single+metrics", "sensorhub+metrics", "events", {"events": "1"},
-             events_per_request=1, requires=("metrics", "auth", "ingest"),
-             what="ingest_single with the metrics plugin"),
+    Scenario(
+        "hello",
+        "hello",
+        "get",
+        {"path": "/"},
+        what="bare WSGI app on the same waitress: the transport limit",
+    ),
+    Scenario(
+        "api_root",
+        "sensorhub",
+        "get",
+        {"path": f"{API}/"},
+        what="GET /api/v1/ unauthenticated: Pyramid, tweens, renderer; no database",
+    ),
+    Scenario(
+        "sensor_self",
+        "sensorhub",
+        "get",
+        {"path": f"{API}/sensor?sensorId={{sensorId}}", "auth": "1"},
+        requires=("auth",),
+        what="GET /api/v1/sensor as a sensor: api_root + bearer-token auth + one read",
+    ),
+    Scenario(
+        "ingest_single",
+        "sensorhub",
+        "events",
+        {"events": "1"},
+        events_per_request=1,
+        requires=("auth", "ingest"),
+        what="POST one event per request, round robin over the sensors",
+    ),
+    Scenario(
+        "ingest_batch100",
+        "sensorhub",
+        "events",
+        {"events": "100"},
+        events_per_request=100,
+        requires=("auth", "ingest"),
+        what="POST a JSON array of 100 events per request",
+    ),
+    Scenario(
+        "events_read",
+        "sensorhub",
+        "get",
+        {"path": f"{API}/events?limit=100", "auth": "1"},
+        requires=("auth", "ingest"),
+        what="GET /api/v1/events?limit=100, the calling sensor's newest events",
+    ),
+    Scenario(
+        "api_root+logging",
+        "sensorhub+logging",
+        "get",
+        {"path": f"{API}/"},
+        requires=("logging",),
+        what="api_root with the logging plugin (JSON to a file)",
+    ),
+    Scenario(
+        "ingest_single+logging",
+        "sensorhub+logging",
+        "events",
+        {"events": "1"},
+        events_per_request=1,
+        requires=("logging", "auth", "ingest"),
+        what="ingest_single with the logging plugin",
+    ),
+    Scenario(
+        "api_root+metrics",
+        "sensorhub+metrics",
+        "get",
+        {"path": f"{API}/"},
+        requires=("metrics",),
+        what="api_root with the metrics plugin",
+    ),
+    Scenario(
+        "ingest_single+metrics",
+        "sensorhub+metrics",
+        "events",
+        {"events": "1"},
+        events_per_request=1,
+        requires=("metrics", "auth", "ingest"),
+        what="ingest_single with the metrics plugin",
+    ),
 )
 
 # (what is measured, baseline scenario, scenario with the extra cost)
@@ -99,8 +155,13 @@ def select(names: list[str] | None, installed: set[str]) -> tuple[list[Scenario]
             continue
         missing = [p for p in scenario.requires if p not in installed]
         if missing:
-            skipped.append((scenario, f"plugin {', '.join(missing)} not installed "
-                                      f"(no includeme in plugins/{missing[0]}/)"))
+            skipped.append(
+                (
+                    scenario,
+                    f"plugin {', '.join(missing)} not installed "
+                    f"(no includeme in plugins/{missing[0]}/)",
+                )
+            )
         else:
             chosen.append(scenario)
     return chosen, skipped

@@ -84,28 +84,49 @@ class Server:
             self._migrate()
         ready = self.workdir / f"{self.name}.port"
         ready.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "bench.serve", target, "--threads", str(self.threads),
-                   "--workers", str(self.workers), "--ready", str(ready)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.serve",
+            target,
+            "--threads",
+            str(self.threads),
+            "--workers",
+            str(self.workers),
+            "--ready",
+            str(ready),
+        ]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self._environ(),
-                                            cwd=Path(__file__).resolve().parent.parent)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environ(),
+                cwd=Path(__file__).resolve().parent.parent,
+            )
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.process.poll() is not None:
-                raise BenchError(f"server {self.name} ({self.describe()}) exited with code "
-                                 f"{self.process.returncode} at start-up; its output:\n"
-                                 f"{self.log_tail()}")
+                raise BenchError(
+                    f"server {self.name} ({self.describe()}) exited with code "
+                    f"{self.process.returncode} at start-up; its output:\n"
+                    f"{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise BenchError(f"server {self.name} did not listen within {timeout:.0f}s; "
-                                 f"its output:\n{self.log_tail()}")
+                raise BenchError(
+                    f"server {self.name} did not listen within {timeout:.0f}s; "
+                    f"its output:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
         self.port = int(ready.read_text())
         status, _ = self.request("GET", "/" if self.plugins is None else "/healthz")
         if status != 200:
-            raise BenchError(f"server {self.name} answers {status} on its health URL; "
-                             f"its output:\n{self.log_tail()}")
+            raise BenchError(
+                f"server {self.name} answers {status} on its health URL; "
+                f"its output:\n{self.log_tail()}"
+            )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -153,12 +174,31 @@ class Server:
         lines = ["[app:main]", "use = egg:sensorhub"]
         lines += [f"{key} = {value}" for key, value in self.settings().items()]
         # pserve-like start-up logging until a logging plugin takes over: warnings only.
-        lines += ["", "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
-                  "[formatters]", "keys = plain", "", "[logger_root]", "level = WARN",
-                  "handlers = console", "", "[handler_console]", "class = StreamHandler",
-                  "args = (sys.stderr,)", "level = NOTSET", "formatter = plain", "",
-                  "[formatter_plain]", "format = %(asctime)s %(levelname)s [%(name)s] %(message)s",
-                  ""]
+        lines += [
+            "",
+            "[loggers]",
+            "keys = root",
+            "",
+            "[handlers]",
+            "keys = console",
+            "",
+            "[formatters]",
+            "keys = plain",
+            "",
+            "[logger_root]",
+            "level = WARN",
+            "handlers = console",
+            "",
+            "[handler_console]",
+            "class = StreamHandler",
+            "args = (sys.stderr,)",
+            "level = NOTSET",
+            "formatter = plain",
+            "",
+            "[formatter_plain]",
+            "format = %(asctime)s %(levelname)s [%(name)s] %(message)s",
+            "",
+        ]
         path = self.workdir / f"{self.name}.ini"
         path.write_text("\n".join(lines))
         return path
@@ -168,8 +208,9 @@ class Server:
 
     # -- HTTP
 
-    def request(self, method: str, path: str, body=None, token: str | None = None,
-                timeout: float = 30.0) -> tuple[int, object]:
+    def request(
+        self, method: str, path: str, body=None, token: str | None = None, timeout: float = 30.0
+    ) -> tuple[int, object]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = {"Accept": "application/json"}
         payload = None
@@ -193,12 +234,16 @@ class Server:
     def provision_sensors(self, count: int) -> None:
         """Create ``count`` sensors through the admin API and write the wrk sensors file."""
         for index in range(count):
-            status, data = self.request("POST", "/api/v1/sensors", token=ADMIN_TOKEN,
-                                        body={"name": f"bench-{self.name}-{index:03d}",
-                                              "metadata": {"bench": True}})
+            status, data = self.request(
+                "POST",
+                "/api/v1/sensors",
+                token=ADMIN_TOKEN,
+                body={"name": f"bench-{self.name}-{index:03d}", "metadata": {"bench": True}},
+            )
             if status != 201 or not isinstance(data, dict) or "token" not in data:
-                raise BenchError(f"creating a sensor on {self.name} answered {status}: "
-                                 f"{data!r}; server output:\n{self.log_tail()}")
+                raise BenchError(
+                    f"creating a sensor on {self.name} answered {status}: "
+                    f"{data!r}; server output:\n{self.log_tail()}"
+                )
             self.sensors.append(Sensor(data["sensorId"], data["token"]))
-        self.sensors_file.write_text(
-            "".join(f"{s.sensor_id} {s.token}\n" for s in self.sensors))
+        self.sensors_file.write_text("".join(f"{s.sensor_id} {s.token}\n" for s in self.sensors))

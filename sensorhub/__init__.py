@@ -32,8 +32,7 @@ def main(global_config, **settings):
         raise SystemExit(f"sensorhub: cannot start: {error}") from None
 
 
-def make_app(settings: Mapping, environ: Mapping[str, str] | None = None,
-             process: str = "server"):
+def make_app(settings: Mapping, environ: Mapping[str, str] | None = None, process: str = "server"):
     """Build the WSGI app from raw ini ``settings`` and an ``environ`` (tests inject one).
 
     ``registry["sensorhub.process"]`` tells plugins what kind of process loads them: "server"
@@ -81,8 +80,11 @@ def _bake_request_extensions(router) -> None:
     if extensions is None:
         return
     base = router.request_factory
-    attributes = {**extensions.methods, **dict(extensions.descriptors),
-                  "__module__": base.__module__}
+    attributes = {
+        **extensions.methods,
+        **dict(extensions.descriptors),
+        "__module__": base.__module__,
+    }
     router.request_factory = type(base.__name__, (base,), attributes)
     router.request_extensions = None
 

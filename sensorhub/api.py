@@ -32,5 +32,6 @@ def includeme(config) -> None:
     config.registry[_REGISTRY_KEY] = {}
     config.add_directive("add_api_capability", add_api_capability)
     config.add_route("api_root", f"{API_PREFIX}/")
-    config.add_view(api_root, route_name="api_root", request_method=("GET", "HEAD"),
-                    renderer="json")
+    config.add_view(
+        api_root, route_name="api_root", request_method=("GET", "HEAD"), renderer="json"
+    )

@@ -59,25 +59,58 @@ READER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER_ROUTES = "sensorhub.db.reader_routes"
 
 SETTINGS = (
-    Setting("sensorhub.database.url", as_database_url, "sqlite:///var/sensorhub.sqlite",
-            "SQLAlchemy database URL: sqlite:///path (embedded) or postgresql+psycopg://…",
-            secret=True),
-    Setting("sensorhub.database.pool_size", as_int(1, 200), 10,
-            "connections kept open per process"),
-    Setting("sensorhub.database.max_overflow", as_int(0, 200), 10,
-            "extra connections allowed above pool_size under load"),
-    Setting("sensorhub.database.pool_timeout", as_duration, 5.0,
-            "how long a request waits for a free connection before answering 503"),
-    Setting("sensorhub.database.connect_timeout", as_duration, 5.0,
-            "how long to wait for the database server to accept a connection"),
-    Setting("sensorhub.database.statement_timeout", as_duration, 30.0,
-            "PostgreSQL statement_timeout: a stuck query becomes an error, not a hung thread"),
-    Setting("sensorhub.database.sqlite_busy_timeout", as_duration, 5.0,
-            "SQLite: how long a writer waits for the lock before giving up"),
-    Setting("sensorhub.database.sqlite_synchronous", as_choice("full", "normal"), "full",
-            "SQLite durability: full survives power loss, normal only a process crash"),
-    Setting("sensorhub.database.retry_attempts", as_int(1, 10), 3,
-            "attempts per request on a transient database conflict (pyramid_retry)"),
+    Setting(
+        "sensorhub.database.url",
+        as_database_url,
+        "sqlite:///var/sensorhub.sqlite",
+        "SQLAlchemy database URL: sqlite:///path (embedded) or postgresql+psycopg://…",
+        secret=True,
+    ),
+    Setting(
+        "sensorhub.database.pool_size", as_int(1, 200), 10, "connections kept open per process"
+    ),
+    Setting(
+        "sensorhub.database.max_overflow",
+        as_int(0, 200),
+        10,
+        "extra connections allowed above pool_size under load",
+    ),
+    Setting(
+        "sensorhub.database.pool_timeout",
+        as_duration,
+        5.0,
+        "how long a request waits for a free connection before answering 503",
+    ),
+    Setting(
+        "sensorhub.database.connect_timeout",
+        as_duration,
+        5.0,
+        "how long to wait for the database server to accept a connection",
+    ),
+    Setting(
+        "sensorhub.database.statement_timeout",
+        as_duration,
+        30.0,
+        "PostgreSQL statement_timeout: a stuck query becomes an error, not a hung thread",
+    ),
+    Setting(
+        "sensorhub.database.sqlite_busy_timeout",
+        as_duration,
+        5.0,
+        "SQLite: how long a writer waits for the lock before giving up",
+    ),
+    Setting(
+        "sensorhub.database.sqlite_synchronous",
+        as_choice("full", "normal"),
+        "full",
+        "SQLite durability: full survives power loss, normal only a process crash",
+    ),
+    Setting(
+        "sensorhub.database.retry_attempts",
+        as_int(1, 10),
+        3,
+        "attempts per request on a transient database conflict (pyramid_retry)",
+    ),
 )
 
 
@@ -88,11 +121,13 @@ def get_engine(settings) -> Engine:
     if url.database not in (None, "", ":memory:"):  # in-memory SQLite: a connection per thread
         # Sized for waitress's threads plus background writers: a checkout beyond the pool
         # opens a new connection, which on SQLite means reopening the file and its WAL index.
-        options.update({
-            "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
-            "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
-            "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
-        })
+        options.update(
+            {
+                "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
+                "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
+                "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
+            }
+        )
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_directory(url)
         options["sqlalchemy.connect_args"] = {
@@ -125,7 +160,8 @@ def _ensure_sqlite_directory(url) -> None:
             raise StartupError(
                 f"cannot create the directory {directory} for the SQLite database named by "
                 f"sensorhub.database.url (env SENSORHUB_DATABASE_URL): {error.strerror}; "
-                "point it at a writable path") from None
+                "point it at a writable path"
+            ) from None
 
 
 def _configure_sqlite(engine: Engine, settings) -> None:
@@ -266,7 +302,8 @@ def includeme(config) -> None:
     config.registry["dbengine"] = engine
     config.registry["dbsession_factory"] = get_session_factory(engine)
     config.registry["dbsession_factory.reader"] = get_session_factory(
-        engine.execution_options(sqlite_begin="DEFERRED"))
+        engine.execution_options(sqlite_begin="DEFERRED")
+    )
     config.registry[_READER_ROUTES] = set()
     config.add_directive("add_reader_route", add_reader_route)
     config.add_request_method(_request_dbsession, "dbsession", reify=True)

@@ -29,8 +29,14 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 log = structlog.get_logger(__name__)
 
 
-def problem(status: int, detail: str, *, errors: Sequence[Mapping] | None = None,
-            headers: Mapping[str, str] | None = None, title: str | None = None) -> HTTPException:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[Mapping] | None = None,
+    headers: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> HTTPException:
     """An HTTP exception that renders as a problem document with ``detail`` and ``errors``."""
     exc = status_map[status](detail=detail, headers=dict(headers or {}))
     exc.problem_errors = list(errors) if errors else None
@@ -38,9 +44,15 @@ def problem(status: int, detail: str, *, errors: Sequence[Mapping] | None = None
     return exc
 
 
-def problem_response(request, status: int, detail: str, *, title: str | None = None,
-                     errors: Sequence[Mapping] | None = None,
-                     headers: Mapping[str, str] | None = None) -> Response:
+def problem_response(
+    request,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: Sequence[Mapping] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     exc_class = status_map.get(status)
     body = {
         "type": "about:blank",
@@ -51,8 +63,9 @@ def problem_response(request, status: int, detail: str, *, title: str | None = N
     }
     if errors:
         body["errors"] = list(errors)
-    response = Response(body=orjson.dumps(body), status=status, content_type=PROBLEM_JSON,
-                        charset=None)
+    response = Response(
+        body=orjson.dumps(body), status=status, content_type=PROBLEM_JSON, charset=None
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -65,9 +78,14 @@ def http_error_view(exc: HTTPException, request) -> Response:
     if exc.status_code < 400:  # redirects and other non-errors pass through untouched
         return exc
     headers = {name: exc.headers[name] for name in _SAFE_HEADERS if name in exc.headers}
-    return problem_response(request, exc.status_code, _detail(exc),
-                            title=getattr(exc, "problem_title", None),
-                            errors=getattr(exc, "problem_errors", None), headers=headers)
+    return problem_response(
+        request,
+        exc.status_code,
+        _detail(exc),
+        title=getattr(exc, "problem_title", None),
+        errors=getattr(exc, "problem_errors", None),
+        headers=headers,
+    )
 
 
 def _detail(exc: HTTPException) -> str:
@@ -80,14 +98,19 @@ def not_found_view(exc: HTTPNotFound, request) -> Response:
     allowed = _allowed_methods(request)
     if allowed and request.method not in allowed:
         return problem_response(
-            request, 405, f"{request.method} is not allowed on {request.path}; "
-                          f"use {', '.join(sorted(allowed))}",
-            headers={"Allow": ", ".join(sorted(allowed))})
+            request,
+            405,
+            f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(allowed))}",
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
     if request.matched_route is None:
         detail = f"no such resource: {request.path}"
     else:  # a route matched but a view predicate (Accept, Content-Type, …) did not
-        detail = _detail(exc) if exc.detail else f"no representation of {request.path} " \
-                                                   "matches this request"
+        detail = (
+            _detail(exc)
+            if exc.detail
+            else f"no representation of {request.path} matches this request"
+        )
     return problem_response(request, 404, detail)
 
 
@@ -122,8 +145,12 @@ def forbidden_view(exc: HTTPForbidden, request) -> Response:
     policy = request.registry.queryUtility(ISecurityPolicy)
     challenge = getattr(policy, "challenge_headers", None)
     headers = challenge(request) if challenge else {}
-    return problem_response(request, 401, "authentication required: send "
-                            "'Authorization: Bearer <token>'", headers=headers)
+    return problem_response(
+        request,
+        401,
+        "authentication required: send 'Authorization: Bearer <token>'",
+        headers=headers,
+    )
 
 
 def _detail_or(exc: HTTPException, fallback: str) -> str:
@@ -133,20 +160,22 @@ def _detail_or(exc: HTTPException, fallback: str) -> str:
 def undecodable_input_view(exc: UnicodeDecodeError, request) -> Response:
     # WebOb decodes the query string and form bodies lazily; bytes that are not UTF-8 are the
     # client's mistake wherever a view happens to touch them.
-    return problem_response(request, 400, "the request's query string or body is not valid "
-                            "UTF-8")
+    return problem_response(request, 400, "the request's query string or body is not valid UTF-8")
 
 
 def database_unavailable_view(exc: DBAPIError, request) -> Response:
     log.error("database_unavailable", error=type(exc.orig or exc).__name__)
-    return problem_response(request, 503, "the database is unavailable; retry later",
-                            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+    return problem_response(
+        request,
+        503,
+        "the database is unavailable; retry later",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def unexpected_error_view(exc: Exception, request) -> Response:
     log.error("unexpected_error", exc_info=exc)
-    return problem_response(request, 500, "internal error; quote the request_id when "
-                            "reporting it")
+    return problem_response(request, 500, "internal error; quote the request_id when reporting it")
 
 
 def includeme(config) -> None:

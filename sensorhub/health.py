@@ -57,10 +57,13 @@ def readyz(request):
     failing = {name: reason for name, reason in results.items() if reason != "ok"}
     if failing:
         detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(failing.items()))
-        return problem_response(request, 503, f"not ready: {detail}",
-                                errors=[{"path": name, "message": reason}
-                                        for name, reason in sorted(failing.items())],
-                                headers={"Retry-After": "5"})
+        return problem_response(
+            request,
+            503,
+            f"not ready: {detail}",
+            errors=[{"path": name, "message": reason} for name, reason in sorted(failing.items())],
+            headers={"Retry-After": "5"},
+        )
     return {"status": "ok", "checks": results}
 
 
@@ -70,16 +73,21 @@ def _first_line(error: BaseException) -> str:
 
 
 def includeme(config) -> None:
-    config.declare_settings(Setting("sensorhub.health.timeout", as_duration, 2.0,
-                                "how long /readyz waits for each check before calling it failed"))
+    config.declare_settings(
+        Setting(
+            "sensorhub.health.timeout",
+            as_duration,
+            2.0,
+            "how long /readyz waits for each check before calling it failed",
+        )
+    )
     config.registry[_REGISTRY_KEY] = {}
     config.registry[_EXECUTOR_KEY] = concurrent.futures.ThreadPoolExecutor(
-        max_workers=4, thread_name_prefix="readyz")
+        max_workers=4, thread_name_prefix="readyz"
+    )
     config.add_directive("add_health_check", add_health_check)
     config.add_health_check("database", database_check)
     config.add_route("healthz", "/healthz")
     config.add_route("readyz", "/readyz")
-    config.add_view(healthz, route_name="healthz", request_method=("GET", "HEAD"),
-                    renderer="json")
-    config.add_view(readyz, route_name="readyz", request_method=("GET", "HEAD"),
-                    renderer="json")
+    config.add_view(healthz, route_name="healthz", request_method=("GET", "HEAD"), renderer="json")
+    config.add_view(readyz, route_name="readyz", request_method=("GET", "HEAD"), renderer="json")

@@ -42,12 +42,14 @@ def resolve_plugin(name: str) -> str:
         listing = ", ".join(sorted(available)) or "(none installed)"
         raise PluginError(
             f"unknown plugin {name!r} in sensorhub.plugins (env SENSORHUB_PLUGINS); "
-            f"available plugins: {listing}; or give a dotted module name")
+            f"available plugins: {listing}; or give a dotted module name"
+        )
     try:
         module = importlib.import_module(name)
     except ImportError as error:
-        raise PluginError(f"plugin {name!r} in sensorhub.plugins cannot be imported: "
-                          f"{error}") from None
+        raise PluginError(
+            f"plugin {name!r} in sensorhub.plugins cannot be imported: {error}"
+        ) from None
     if not hasattr(module, "includeme"):
         raise PluginError(f"plugin {name!r} has no includeme(config) function")
     return name
@@ -64,9 +66,14 @@ def include_plugins(config) -> None:
 
 
 def includeme(config) -> None:
-    config.declare_settings(Setting(
-        "sensorhub.plugins", as_list, [],
-        "plugins to load, in order: short names from the sensorhub.plugins entry-point group "
-        "(built in: auth, ingest, logging, metrics) or dotted module names, space- or "
-        "comma-separated"))
+    config.declare_settings(
+        Setting(
+            "sensorhub.plugins",
+            as_list,
+            [],
+            "plugins to load, in order: short names from the sensorhub.plugins entry-point group "
+            "(built in: auth, ingest, logging, metrics) or dotted module names, space- or "
+            "comma-separated",
+        )
+    )
     config.registry["sensorhub.plugins"] = []

@@ -30,15 +30,27 @@ import structlog
 from .settings import Setting, as_int, as_str
 
 SETTINGS = (
-    Setting("sensorhub.host", as_str, "127.0.0.1",
-            "address to listen on (0.0.0.0 or [::] to accept other hosts)"),
+    Setting(
+        "sensorhub.host",
+        as_str,
+        "127.0.0.1",
+        "address to listen on (0.0.0.0 or [::] to accept other hosts)",
+    ),
     Setting("sensorhub.port", as_int(0, 65535), 6543, "TCP port to listen on"),
     Setting("sensorhub.threads", as_int(1, 256), 8, "waitress worker threads"),
-    Setting("sensorhub.workers", as_int(1, 64), 1,
-            "server processes sharing the port (pre-forked; about one per CPU core); above 1 "
-            "the metrics plugin needs PROMETHEUS_MULTIPROC_DIR"),
-    Setting("sensorhub.trusted_proxy", as_str, "",
-            "address of a reverse proxy whose X-Forwarded-For is believed (empty: none)"),
+    Setting(
+        "sensorhub.workers",
+        as_int(1, 64),
+        1,
+        "server processes sharing the port (pre-forked; about one per CPU core); above 1 "
+        "the metrics plugin needs PROMETHEUS_MULTIPROC_DIR",
+    ),
+    Setting(
+        "sensorhub.trusted_proxy",
+        as_str,
+        "",
+        "address of a reverse proxy whose X-Forwarded-For is believed (empty: none)",
+    ),
 )
 DISPATCHER_KEY = "sensorhub.server.task_dispatcher"
 
@@ -48,24 +60,39 @@ log = structlog.get_logger(__name__)
 def serve(app, global_conf, **server_options):
     """A ``paste.server_runner``: waitress, configured from the app's resolved settings."""
     settings = app.registry.settings
-    options = {"host": settings["sensorhub.host"], "port": settings["sensorhub.port"],
-               "threads": settings["sensorhub.threads"], "ident": "sensorhub"}
+    options = {
+        "host": settings["sensorhub.host"],
+        "port": settings["sensorhub.port"],
+        "threads": settings["sensorhub.threads"],
+        "ident": "sensorhub",
+    }
     if settings["sensorhub.trusted_proxy"]:
-        options.update(trusted_proxy=settings["sensorhub.trusted_proxy"],
-                       trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
-                       clear_untrusted_proxy_headers=True)
+        options.update(
+            trusted_proxy=settings["sensorhub.trusted_proxy"],
+            trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
+            clear_untrusted_proxy_headers=True,
+        )
     options.update(server_options)
     workers = settings["sensorhub.workers"]
     if workers == 1:
         server = create_server(app, **options)
-        log.info("server_starting", host=options["host"], port=options["port"],
-                 threads=options["threads"])
+        log.info(
+            "server_starting",
+            host=options["host"],
+            port=options["port"],
+            threads=options["threads"],
+        )
         server.run()
         return
     host, port = options.pop("host"), options.pop("port")
     listener = bind(host, port)
-    log.info("server_starting", host=host, port=listener.getsockname()[1],
-             threads=options["threads"], workers=workers)
+    log.info(
+        "server_starting",
+        host=host,
+        port=listener.getsockname()[1],
+        threads=options["threads"],
+        workers=workers,
+    )
     code = run_workers(app, listener, workers, options)
     if code:
         # pserve reports a SystemExit from its server as "Exiting" with status 0; a service
@@ -116,8 +143,12 @@ def run_workers(app, listener: socket.socket, workers: int, options: dict) -> in
             break
         children.discard(pid)
         if not stopping:
-            log.error("worker_died", pid=pid, exit_code=os.waitstatus_to_exitcode(status),
-                      effect="stopping the other workers; restart the server")
+            log.error(
+                "worker_died",
+                pid=pid,
+                exit_code=os.waitstatus_to_exitcode(status),
+                effect="stopping the other workers; restart the server",
+            )
             stopping, code = True, 1
             for other in children:
                 _signal(other, signal.SIGTERM)
@@ -157,6 +188,7 @@ def _serve_in_worker(app, listener: socket.socket, options: dict) -> int:
 
 def run_until_terminated(server) -> None:
     """Serve until SIGTERM, then close the server's sockets and return."""
+
     class Terminated(Exception):
         pass
 

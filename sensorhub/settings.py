@@ -112,8 +112,16 @@ def as_duration(raw: str) -> float:
 
 
 _SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>b|kb|kib|mb|mib|gb|gib)?")
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 def as_size(raw: str) -> int:
@@ -128,8 +136,10 @@ def as_database_url(raw: str) -> str:
     try:
         make_url(raw.strip())
     except Exception:
-        raise ValueError("an SQLAlchemy URL such as sqlite:///var/sensorhub.sqlite or "
-                         "postgresql+psycopg://user@127.0.0.1/sensorhub") from None
+        raise ValueError(
+            "an SQLAlchemy URL such as sqlite:///var/sensorhub.sqlite or "
+            "postgresql+psycopg://user@127.0.0.1/sensorhub"
+        ) from None
     return raw.strip()
 
 
@@ -196,8 +206,10 @@ class SettingsTable:
         values = {}
         for setting in settings:
             if setting.key in self._resolved:
-                raise ValueError(f"setting {setting.key} is declared twice "
-                                 f"(by {self._resolved[setting.key].owner} and {owner})")
+                raise ValueError(
+                    f"setting {setting.key} is declared twice "
+                    f"(by {self._resolved[setting.key].owner} and {owner})"
+                )
             resolved = self._resolve(setting, owner)
             self._resolved[setting.key] = resolved
             values[setting.key] = resolved.value
@@ -211,7 +223,8 @@ class SettingsTable:
         elif setting.required:
             raise SettingError(
                 f"missing required setting {setting.key}: set {setting.env_name} in the "
-                f"environment or {setting.key} in the ini file ({setting.help or 'no help'})")
+                f"environment or {setting.key} in the ini file ({setting.help or 'no help'})"
+            )
         else:
             return ResolvedSetting(setting, setting.default, "default", owner)
         if not isinstance(raw, str):  # a typed value passed in by code (tests, make_app callers)
@@ -223,7 +236,8 @@ class SettingsTable:
             where = f"env {setting.env_name}" if source == "env" else f"ini key {setting.key}"
             raise SettingError(
                 f"invalid setting {setting.key} (env {setting.env_name}): {where} is {shown}, "
-                f"expected {error}") from None
+                f"expected {error}"
+            ) from None
         return ResolvedSetting(setting, value, source, owner)
 
     def __iter__(self):

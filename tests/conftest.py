@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser):
-    parser.addoption("--ini", default=str(ROOT / "testing.ini"),
-                     help="ini file the test apps are built from")
+    parser.addoption(
+        "--ini", default=str(ROOT / "testing.ini"), help="ini file the test apps are built from"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +52,10 @@ def database_url(tmp_path_factory) -> str:
 def dbengine(ini_settings, database_url):
     """The session's engine, shared by every app (the ``dbengine`` test hook), on a schema built
     from scratch by the migrations."""
-    core = make_app({**ini_settings, "sensorhub.database.url": database_url,
-                     "sensorhub.plugins": ""}, environ={})
+    core = make_app(
+        {**ini_settings, "sensorhub.database.url": database_url, "sensorhub.plugins": ""},
+        environ={},
+    )
     engine = core.registry["dbengine"]
     drop_everything(engine)
     migrations.upgrade(engine)
@@ -91,8 +94,13 @@ def app(ini_settings, database_url, dbengine, plugins, app_settings, app_environ
 
 
 def build_app(ini_settings, database_url, dbengine, plugins=(), settings=None, environ=None):
-    raw = {**ini_settings, "sensorhub.database.url": database_url,
-           "sensorhub.plugins": " ".join(plugins), "dbengine": dbengine, **(settings or {})}
+    raw = {
+        **ini_settings,
+        "sensorhub.database.url": database_url,
+        "sensorhub.plugins": " ".join(plugins),
+        "dbengine": dbengine,
+        **(settings or {}),
+    }
     return make_app(raw, environ=environ or {})
 
 
@@ -124,12 +132,15 @@ def dbsession(app, tm):
 @pytest.fixture
 def testapp(app, tm, dbsession):
     """Requests share the test's doomed transaction: everything they write rolls back."""
-    return webtest.TestApp(app, extra_environ={
-        "HTTP_HOST": "example.com",
-        "tm.active": True,
-        "tm.manager": tm,
-        DBSESSION_ENVIRON_KEY: dbsession,
-    })
+    return webtest.TestApp(
+        app,
+        extra_environ={
+            "HTTP_HOST": "example.com",
+            "tm.active": True,
+            "tm.manager": tm,
+            DBSESSION_ENVIRON_KEY: dbsession,
+        },
+    )
 
 
 @pytest.fixture

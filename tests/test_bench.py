@@ -16,13 +16,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD_RUN = ["bench", "--runs", "1", "--duration", "1", "--warmup", "0", "--no-decoders",
-            "--sensors", "4", "--scenarios", "ingest_single,ingest_batch100"]
+LOAD_RUN = [
+    "bench",
+    "--runs",
+    "1",
+    "--duration",
+    "1",
+    "--warmup",
+    "0",
+    "--no-decoders",
+    "--sensors",
+    "4",
+    "--scenarios",
+    "ingest_single,ingest_batch100",
+]
 
 
 def run_module(*args, environ=None):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def assert_says_how_to_install_wrk(result):
@@ -36,8 +54,9 @@ def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers)
     result = run_module(*LOAD_RUN, "--workers", workers, "--results-dir", str(tmp_path))
     if shutil.which("wrk") is None:
         if os.environ.get("SENSORHUB_REQUIRE_WRK") == "1":
-            pytest.fail("wrk is not installed (apt-get install wrk); CI sets "
-                        "SENSORHUB_REQUIRE_WRK=1")
+            pytest.fail(
+                "wrk is not installed (apt-get install wrk); CI sets SENSORHUB_REQUIRE_WRK=1"
+            )
         assert_says_how_to_install_wrk(result)
         return
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -49,8 +68,9 @@ def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers)
 def test_without_wrk_the_bench_says_how_to_install_it(tmp_path):
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
-    result = run_module(*LOAD_RUN, "--results-dir", str(tmp_path),
-                        environ={**os.environ, "PATH": str(empty_path)})
+    result = run_module(
+        *LOAD_RUN, "--results-dir", str(tmp_path), environ={**os.environ, "PATH": str(empty_path)}
+    )
     assert_says_how_to_install_wrk(result)
     assert not list(tmp_path.glob("*.json")), "a run that could not start wrote results"
 

@@ -39,7 +39,7 @@ PLUGINS = ROOT / "docs" / "plugins.md"
 
 
 def generated_section(document: str) -> str:
-    return document[document.index(BEGIN) + len(BEGIN):document.index(END)]
+    return document[document.index(BEGIN) + len(BEGIN) : document.index(END)]
 
 
 def prose(document: str) -> str:
@@ -50,7 +50,11 @@ def test_the_settings_reference_matches_the_settings_the_code_declares():
     # A fresh interpreter: building the app with every plugin configures process-wide logging.
     result = subprocess.run(
         [sys.executable, "-m", "sensorhub.scripts.settings_reference", "--check"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -78,29 +82,34 @@ def test_a_document_without_the_markers_is_refused():
         splice("no markers here", "table")
 
 
-@pytest.mark.parametrize("parse, described", [
-    (as_int(1, 200), "integer, 1 to 200"),
-    (as_int(0), "integer ≥ 0"),
-    (as_choice("json", "console"), "one of: json, console"),
-    (as_duration, "duration"),
-    (as_list, "list"),
-])
+@pytest.mark.parametrize(
+    "parse, described",
+    [
+        (as_int(1, 200), "integer, 1 to 200"),
+        (as_int(0), "integer ≥ 0"),
+        (as_choice("json", "console"), "one of: json, console"),
+        (as_duration, "duration"),
+        (as_list, "list"),
+    ],
+)
 def test_a_settings_type_reads_as_what_an_operator_may_write(parse, described):
     assert describe_type(parse) == described
 
 
-@pytest.mark.parametrize("parse, default, shown", [
-    (as_duration, 60.0, "`1m`"),
-    (as_duration, 0.25, "`250ms`"),
-    (as_duration, 30 * 86400.0, "`30d`"),
-    (as_size, 1024 * 1024, "`1MiB`"),
-    (as_size, 8192, "`8KiB`"),
-    (as_list, ["healthz", "readyz"], "`healthz readyz`"),
-    (as_list, [], "*empty*"),
-])
+@pytest.mark.parametrize(
+    "parse, default, shown",
+    [
+        (as_duration, 60.0, "`1m`"),
+        (as_duration, 0.25, "`250ms`"),
+        (as_duration, 30 * 86400.0, "`30d`"),
+        (as_size, 1024 * 1024, "`1MiB`"),
+        (as_size, 8192, "`8KiB`"),
+        (as_list, ["healthz", "readyz"], "`healthz readyz`"),
+        (as_list, [], "*empty*"),
+    ],
+)
 def test_a_default_reads_in_the_units_an_operator_would_write(parse, default, shown):
-    resolved = ResolvedSetting(Setting("sensorhub.x.y", parse, default), default, "default",
-                               "core")
+    resolved = ResolvedSetting(Setting("sensorhub.x.y", parse, default), default, "default", "core")
     assert describe_default(resolved) == shown
 
 
@@ -110,13 +119,16 @@ def test_a_required_setting_says_so():
 
 
 def test_every_setting_named_in_the_prose_exists():
-    declared = set(re.findall(r"^\| `(sensorhub\.[\w.]+)` \|",
-                              generated_section(OPERATIONS.read_text()), re.M))
+    declared = set(
+        re.findall(r"^\| `(sensorhub\.[\w.]+)` \|", generated_section(OPERATIONS.read_text()), re.M)
+    )
     areas = {key.split(".")[1] for key in declared}
     unknown = []
     for doc in (OPERATIONS, PLUGINS):
-        for key in re.findall(r"`(sensorhub\.[a-z_]+(?:\.[a-z_]+)?)`", prose(doc.read_text())
-                              if doc == OPERATIONS else doc.read_text()):
+        for key in re.findall(
+            r"`(sensorhub\.[a-z_]+(?:\.[a-z_]+)?)`",
+            prose(doc.read_text()) if doc == OPERATIONS else doc.read_text(),
+        ):
             if key.split(".")[1] in areas and key not in declared:
                 unknown.append(f"{doc.name}: {key}")
     assert unknown == []

@@ -33,26 +33,43 @@ PACKAGING_FILES = {"setup.py", "setup.cfg", "MANIFEST.in", "README.md"}
 
 
 def bake(output_dir: Path, **context) -> Path:
-    return Path(cookiecutter(str(TEMPLATE), no_input=True, extra_context=context,
-                             output_dir=str(output_dir)))
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=context, output_dir=str(output_dir)
+        )
+    )
 
 
 def files_in(directory: Path) -> set[str]:
-    return {path.relative_to(directory).as_posix() for path in directory.rglob("*")
-            if path.is_file() and "__pycache__" not in path.parts}
+    return {
+        path.relative_to(directory).as_posix()
+        for path in directory.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
 
 
 def expected(name: str, *groups: set[str], package: str = "") -> set[str]:
-    return {(f"{package}/" if package and not path.startswith("tests/") and path not in
-             PACKAGING_FILES else "") + path.format(name=name)
-            for group in groups for path in group}
+    return {
+        (
+            f"{package}/"
+            if package and not path.startswith("tests/") and path not in PACKAGING_FILES
+            else ""
+        )
+        + path.format(name=name)
+        for group in groups
+        for path in group
+    }
 
 
 def run_generated_tests(tests: Path, cwd: Path, pythonpath: Path, basetemp: Path, *options):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", f"--basetemp={basetemp}", *options, str(tests)],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(pythonpath)},
-        capture_output=True, text=True, timeout=120)
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(pythonpath)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -76,13 +93,29 @@ def packaged(request, tmp_path_factory):
     project = bake(work / "src", plugin_name=name, layout="package", with_model=request.param)
     site = work / "site"
     # No build isolation, no index: builds offline with the venv's setuptools and wheel.
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                             "--no-build-isolation", "--no-index", "--disable-pip-version-check",
-                             "--target", str(site), str(project)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(project),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, (
         "pip could not install the baked package (it needs setuptools and wheel, both in "
-        "SensorHub's testing extra):\n" + result.stdout + result.stderr)
+        "SensorHub's testing extra):\n" + result.stdout + result.stderr
+    )
     return project, site, name, request.param == "yes"
 
 
@@ -97,8 +130,9 @@ def test_an_in_tree_plugin_has_the_shape_of_the_built_in_ones(in_tree):
 def test_an_in_tree_plugin_loads_by_dotted_name_and_passes_its_own_tests(in_tree, tmp_path):
     checkout, plugin, _, with_model = in_tree
     # SensorHub's own pytest settings, as `pytest plugins/<name>` in the checkout would use.
-    output = run_generated_tests(plugin, checkout, checkout, tmp_path,
-                                 "-c", str(ROOT / "setup.cfg"), f"--rootdir={checkout}")
+    output = run_generated_tests(
+        plugin, checkout, checkout, tmp_path, "-c", str(ROOT / "setup.cfg"), f"--rootdir={checkout}"
+    )
     assert f"{8 if with_model else 6} passed" in output
 
 
@@ -128,25 +162,40 @@ def test_a_packaged_plugin_loads_by_short_name_and_passes_its_own_tests(packaged
 
 def test_every_generated_file_passes_the_projects_lint(in_tree, packaged):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
-         str(ROOT / "ruff.toml"), str(in_tree[1]), str(packaged[0] / f"sensorhub_{packaged[2]}"),
-         str(packaged[0] / "tests")],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--config",
+            str(ROOT / "ruff.toml"),
+            str(in_tree[1]),
+            str(packaged[0] / f"sensorhub_{packaged[2]}"),
+            str(packaged[0] / "tests"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("Demo", "lowercase"),
-    ("2fast", "starting with a letter"),
-    ("weather-station", "underscores"),
-    ("class", "keyword"),
-    ("match", "keyword"),
-    ("list", "built-in"),
-    ("database", "core already uses it"),
-    ("auth", "already installed"),
-    ("a_name_far_too_long_for_alembic", "at most 24 characters"),
-    ("demo_", "trailing"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("Demo", "lowercase"),
+        ("2fast", "starting with a letter"),
+        ("weather-station", "underscores"),
+        ("class", "keyword"),
+        ("match", "keyword"),
+        ("list", "built-in"),
+        ("database", "core already uses it"),
+        ("auth", "already installed"),
+        ("a_name_far_too_long_for_alembic", "at most 24 characters"),
+        ("demo_", "trailing"),
+    ],
+)
 def test_a_name_that_cannot_work_is_refused_with_the_reason(name, reason):
     assert reason in new_plugin.name_check()(name)
 
@@ -174,8 +223,12 @@ def test_make_plugin_creates_an_in_tree_plugin_and_prints_the_next_steps(tmp_pat
 
 
 def test_make_plugin_makes_a_package_with_a_model_when_asked(tmp_path, capfd):
-    assert new_plugin.main(["probe", "--package", "--with-model", "--no-input",
-                            "--output-dir", str(tmp_path)]) == 0
+    assert (
+        new_plugin.main(
+            ["probe", "--package", "--with-model", "--no-input", "--output-dir", str(tmp_path)]
+        )
+        == 0
+    )
     project = tmp_path / "sensorhub-probe"
     assert (project / "sensorhub_probe" / "migrations" / "probe_0001_initial.py").is_file()
     out = capfd.readouterr().out

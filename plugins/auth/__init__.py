@@ -33,53 +33,86 @@ log = structlog.get_logger(__name__)
 def as_secret(raw: str) -> str:
     value = raw.strip()
     if value and len(value) < MIN_SECRET_LENGTH:
-        raise ValueError(f"at least {MIN_SECRET_LENGTH} characters (use e.g. "
-                         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
-                         "or empty to turn it off")
+        raise ValueError(
+            f"at least {MIN_SECRET_LENGTH} characters (use e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+            "or empty to turn it off"
+        )
     if value and (not value.isascii() or not value.isprintable() or " " in value):
         raise ValueError("printable ASCII without spaces")
     return value
 
 
 SETTINGS = (
-    Setting("sensorhub.auth.admin_token", as_secret, "",
-            "bearer token for the admin API (required in production; empty: admin API off)",
-            secret=True, env="SENSORHUB_ADMIN_TOKEN"),
-    Setting("sensorhub.auth.provisioning_key", as_secret, "",
-            "fleet key with which devices enrol themselves at POST /api/v1/sensors "
-            "(empty: self-enrolment off)", secret=True, env="SENSORHUB_AUTH_PROVISIONING_KEY"),
-    Setting("sensorhub.auth.failure_threshold", as_int(0, 100_000), 20,
-            "refused credentials from one client address within failure_window before it "
-            "gets 429 (0: guard off)"),
-    Setting("sensorhub.auth.failure_window", as_duration, 60.0,
-            "the brute-force guard's sliding window, e.g. 60s or 5m"),
-    Setting("sensorhub.auth.touch_interval", as_duration, 60.0,
-            "how stale a token's last_used_at (and its sensor's last_seen_at) may get before "
-            "a request refreshes it: bounds the writes authentication causes"),
-    Setting("sensorhub.auth.token_cache_ttl", as_duration, 5.0,
-            "how long a process reuses a sensor token's successful lookup instead of asking "
-            "the database; changes made by this process apply at once, a token revoked or a "
-            "sensor disabled by another process (sensorhub-admin, another server) within this "
-            "time (0: look up on every request)"),
+    Setting(
+        "sensorhub.auth.admin_token",
+        as_secret,
+        "",
+        "bearer token for the admin API (required in production; empty: admin API off)",
+        secret=True,
+        env="SENSORHUB_ADMIN_TOKEN",
+    ),
+    Setting(
+        "sensorhub.auth.provisioning_key",
+        as_secret,
+        "",
+        "fleet key with which devices enrol themselves at POST /api/v1/sensors "
+        "(empty: self-enrolment off)",
+        secret=True,
+        env="SENSORHUB_AUTH_PROVISIONING_KEY",
+    ),
+    Setting(
+        "sensorhub.auth.failure_threshold",
+        as_int(0, 100_000),
+        20,
+        "refused credentials from one client address within failure_window before it "
+        "gets 429 (0: guard off)",
+    ),
+    Setting(
+        "sensorhub.auth.failure_window",
+        as_duration,
+        60.0,
+        "the brute-force guard's sliding window, e.g. 60s or 5m",
+    ),
+    Setting(
+        "sensorhub.auth.touch_interval",
+        as_duration,
+        60.0,
+        "how stale a token's last_used_at (and its sensor's last_seen_at) may get before "
+        "a request refreshes it: bounds the writes authentication causes",
+    ),
+    Setting(
+        "sensorhub.auth.token_cache_ttl",
+        as_duration,
+        5.0,
+        "how long a process reuses a sensor token's successful lookup instead of asking "
+        "the database; changes made by this process apply at once, a token revoked or a "
+        "sensor disabled by another process (sensorhub-admin, another server) within this "
+        "time (0: look up on every request)",
+    ),
 )
 
 
 def includeme(config) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.registry.settings
-    guard = FailureGuard(settings["sensorhub.auth.failure_threshold"],
-                         settings["sensorhub.auth.failure_window"])
+    guard = FailureGuard(
+        settings["sensorhub.auth.failure_threshold"], settings["sensorhub.auth.failure_window"]
+    )
     policy = BearerTokenSecurityPolicy(
-        settings["sensorhub.auth.admin_token"], settings["sensorhub.auth.provisioning_key"],
-        guard, settings["sensorhub.auth.touch_interval"],
-        settings["sensorhub.auth.token_cache_ttl"])
+        settings["sensorhub.auth.admin_token"],
+        settings["sensorhub.auth.provisioning_key"],
+        guard,
+        settings["sensorhub.auth.touch_interval"],
+        settings["sensorhub.auth.token_cache_ttl"],
+    )
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
     config.set_security_policy(policy)
     config.include(".views")
     config.add_api_capability(
         "auth",
         description="Bearer tokens for sensors (shs_…, never in a URL), sensor registry and "
-                    "self-description. The admin API is refused while no admin token is set.",
+        "self-description. The admin API is refused while no admin token is set.",
         url=f"{API_PREFIX}/sensor",
         scheme="Bearer",
         tokenPrefix="shs_",
@@ -87,5 +120,9 @@ def includeme(config) -> None:
         selfEnrolment=policy.provisioning_enabled,
     )
     if not policy.admin_enabled and config.registry.get("sensorhub.process") == "server":
-        log.warning("admin_token_unset", setting="sensorhub.auth.admin_token",
-                    env="SENSORHUB_ADMIN_TOKEN", effect="admin API requests are refused")
+        log.warning(
+            "admin_token_unset",
+            setting="sensorhub.auth.admin_token",
+            env="SENSORHUB_ADMIN_TOKEN",
+            effect="admin API requests are refused",
+        )

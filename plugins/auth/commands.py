@@ -21,8 +21,7 @@ from sensorhub.settings import as_duration
 from . import service
 
 SENSOR_COLUMNS = ["sensorId", "name", "disabled", "activeTokens", "createdAt", "lastSeenAt"]
-TOKEN_COLUMNS = ["tokenId", "hint", "state", "createdAt", "lastUsedAt", "expiresAt",
-                 "revokedAt"]
+TOKEN_COLUMNS = ["tokenId", "hint", "state", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"]
 
 
 class CommandError(Exception):
@@ -65,8 +64,11 @@ class SensorCommand:
         rotate = action("rotate", "issue an extra token; old tokens keep working until revoked")
         rotate.add_argument("sensor_id")
         rotate.add_argument("--expires-in", type=_duration, help="token lifetime, e.g. 90d")
-        rotate.add_argument("--revoke-others", action="store_true",
-                            help="revoke every other token at once (no overlap)")
+        rotate.add_argument(
+            "--revoke-others",
+            action="store_true",
+            help="revoke every other token at once (no overlap)",
+        )
         add_config_uri(rotate)
 
         revoke = action("revoke", "revoke one token, or all of a sensor's tokens")
@@ -85,8 +87,7 @@ class SensorCommand:
         request = env["request"]
         try:
             with request.tm:
-                rows, columns, changed = getattr(self, "_" + args.action)(
-                    args, request.dbsession)
+                rows, columns, changed = getattr(self, "_" + args.action)(args, request.dbsession)
         except (CommandError, service.InvalidInput) as error:
             # SystemExit: the runner lets it through without logging a traceback for a typo.
             raise SystemExit(f"sensorhub-admin sensor {args.action}: {error}") from None
@@ -108,17 +109,21 @@ class SensorCommand:
             except orjson.JSONDecodeError:
                 raise CommandError("--metadata is not valid JSON") from None
         sensor, issued = service.create_sensor(
-            dbsession, args.name, metadata, issued_by="cli",
-            expires_at=_expires_at(args.expires_in))
-        row = {"sensorId": sensor.id, "name": sensor.name, "tokenId": issued.row.id,
-               "token": issued.token, "expiresAt": issued.row.expires_at}
+            dbsession, args.name, metadata, issued_by="cli", expires_at=_expires_at(args.expires_in)
+        )
+        row = {
+            "sensorId": sensor.id,
+            "name": sensor.name,
+            "tokenId": issued.row.id,
+            "token": issued.token,
+            "expiresAt": issued.row.expires_at,
+        }
         return [row], ["sensorId", "name", "tokenId", "token", "expiresAt"], 1
 
     def _list(self, args, dbsession):
         sensors = service.list_sensors(dbsession, args.limit, args.after)
         active = service.count_active_tokens(dbsession, [s.id for s in sensors])
-        rows = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)}
-                for s in sensors]
+        rows = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)} for s in sensors]
         return rows, SENSOR_COLUMNS, 0
 
     def _show(self, args, dbsession):
@@ -131,10 +136,16 @@ class SensorCommand:
         revoked = 0
         if args.revoke_others:
             revoked = sum(service.revoke(t) for t in service.sensor_tokens(dbsession, sensor.id))
-        issued = service.issue_token(dbsession, sensor, issued_by="cli",
-                                     expires_at=_expires_at(args.expires_in))
-        row = {"sensorId": sensor.id, "tokenId": issued.row.id, "token": issued.token,
-               "expiresAt": issued.row.expires_at, "revokedOthers": revoked}
+        issued = service.issue_token(
+            dbsession, sensor, issued_by="cli", expires_at=_expires_at(args.expires_in)
+        )
+        row = {
+            "sensorId": sensor.id,
+            "tokenId": issued.row.id,
+            "token": issued.token,
+            "expiresAt": issued.row.expires_at,
+            "revokedOthers": revoked,
+        }
         return [row], ["sensorId", "tokenId", "token", "expiresAt", "revokedOthers"], 1 + revoked
 
     def _revoke(self, args, dbsession):
@@ -144,8 +155,10 @@ class SensorCommand:
         else:
             token = service.get_token(dbsession, sensor.id, args.token_id)
             if token is None:
-                raise CommandError(f"sensor {sensor.id} has no token {args.token_id}; "
-                                   f"see: sensorhub-admin sensor show {sensor.id} <ini>")
+                raise CommandError(
+                    f"sensor {sensor.id} has no token {args.token_id}; "
+                    f"see: sensorhub-admin sensor show {sensor.id} <ini>"
+                )
             targets = [token]
         changed = sum(service.revoke(t) for t in targets)
         dbsession.flush()
@@ -172,9 +185,14 @@ def _expires_at(lifetime: timedelta | None) -> datetime | None:
 
 
 def _cells(row: dict) -> dict:
-    return {key: "" if value is None else
-            value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
-            for key, value in row.items()}
+    return {
+        key: ""
+        if value is None
+        else value.isoformat(timespec="seconds")
+        if isinstance(value, datetime)
+        else value
+        for key, value in row.items()
+    }
 
 
 command = SensorCommand()

@@ -28,8 +28,14 @@ from collections.abc import Callable
 
 
 class FailureGuard:
-    def __init__(self, threshold: int, window: float, *, max_clients: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        threshold: int,
+        window: float,
+        *,
+        max_clients: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.threshold = threshold  # 0 turns the guard off
         self.window = window
         self.max_clients = max_clients

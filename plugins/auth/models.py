@@ -30,7 +30,8 @@ class SensorToken(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_token_id)
     sensor_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), index=True)
+        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     hint: Mapped[str] = mapped_column(String(16))
     issued_by: Mapped[str] = mapped_column(String(32))  # admin, provisioning, cli

@@ -107,8 +107,14 @@ def digest_of(secret: str) -> bytes | None:
 
 
 class BearerTokenSecurityPolicy:
-    def __init__(self, admin_token: str, provisioning_key: str, guard: FailureGuard,
-                 touch_interval: float, token_cache_ttl: float = 0.0):
+    def __init__(
+        self,
+        admin_token: str,
+        provisioning_key: str,
+        guard: FailureGuard,
+        touch_interval: float,
+        token_cache_ttl: float = 0.0,
+    ):
         self._admin_digest = digest_of(admin_token)
         self._provisioning_digest = digest_of(provisioning_key)
         self.guard = guard
@@ -142,17 +148,23 @@ class BearerTokenSecurityPolicy:
     def permits(self, request, context, permission):
         if _token_in_query(request):
             _publish(request, AuthenticationFailed(request, "token_in_query"))
-            raise problem(400, "credentials in the URL are refused (URLs end up in logs): send "
-                          "'Authorization: Bearer <token>' instead, and rotate the token that "
-                          "was exposed")
+            raise problem(
+                400,
+                "credentials in the URL are refused (URLs end up in logs): send "
+                "'Authorization: Bearer <token>' instead, and rotate the token that "
+                "was exposed",
+            )
         outcome = self._outcome(request)
         identity = outcome.identity
         if identity is None:
             retry_after = outcome.retry_after
             if retry_after is not None:
                 _publish(request, RequestRateLimited(request, "auth_failures"))
-                raise problem(429, "too many refused credentials from this address; retry "
-                              f"after {retry_after} s", headers={"Retry-After": str(retry_after)})
+                raise problem(
+                    429,
+                    f"too many refused credentials from this address; retry after {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
             if outcome.reason == "missing":
                 _publish(request, AuthenticationFailed(request, "missing"))
             return Denied("not authenticated")
@@ -175,8 +187,10 @@ class BearerTokenSecurityPolicy:
         token was presented and refused, with a description saying why."""
         reason = self._outcome(request).reason
         if reason in _DESCRIPTIONS:
-            return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
-                                        f'error_description="{_DESCRIPTIONS[reason]}"'}
+            return {
+                "WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
+                f'error_description="{_DESCRIPTIONS[reason]}"'
+            }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
 
     # --- authentication
@@ -234,8 +248,11 @@ class BearerTokenSecurityPolicy:
 
     def _sensor(self, request, digest: bytes) -> Outcome:
         lookup = self._lookups.get(digest)
-        if (lookup is not None and lookup.changes == _credential_changes.seen
-                and lookup.until > self.clock()):
+        if (
+            lookup is not None
+            and lookup.changes == _credential_changes.seen
+            and lookup.until > self.clock()
+        ):
             return self._authenticated(request, lookup.identity)
         changes = _credential_changes.seen  # before the read: see the module's docstring
         dbsession = request.dbsession
@@ -259,10 +276,10 @@ class BearerTokenSecurityPolicy:
         if touch_due:
             if row.last_used_at is None or now - row.last_used_at >= self.touch_interval:
                 stale = now - self.touch_interval
-                connection.execute(_TOUCH_TOKEN, {"key": row.id, "touched_at": now,
-                                                  "stale": stale})
-                connection.execute(_TOUCH_SENSOR, {"key": row.sensor_id, "touched_at": now,
-                                                   "stale": stale})
+                connection.execute(_TOUCH_TOKEN, {"key": row.id, "touched_at": now, "stale": stale})
+                connection.execute(
+                    _TOUCH_SENSOR, {"key": row.sensor_id, "touched_at": now, "stale": stale}
+                )
                 mark_changed(dbsession)
                 fresh_for = self.touch_interval
             else:
@@ -281,8 +298,14 @@ class BearerTokenSecurityPolicy:
             self._touched_until.clear()  # costs one extra touch per token, never a wrong answer
         self._touched_until[digest] = self.clock() + fresh_for
 
-    def _remember_lookup(self, digest: bytes, identity: SensorIdentity, changes: int,
-                         expires_at: datetime | None, now: datetime) -> None:
+    def _remember_lookup(
+        self,
+        digest: bytes,
+        identity: SensorIdentity,
+        changes: int,
+        expires_at: datetime | None,
+        now: datetime,
+    ) -> None:
         clock = self.clock()
         # Never past the next due touch (that request must reach the database) or the expiry.
         until = min(clock + self.token_cache_ttl, self._touched_until.get(digest, 0.0))
@@ -299,22 +322,35 @@ class BearerTokenSecurityPolicy:
 # of one sensor (and other processes) agree on who writes. Built once: constructing a statement
 # costs more than running it.
 _TOKEN_LOOKUP = (
-    select(SensorToken.id, SensorToken.sensor_id, SensorToken.token_hash,
-           SensorToken.expires_at, SensorToken.revoked_at, SensorToken.last_used_at,
-           Sensor.name, Sensor.disabled)
+    select(
+        SensorToken.id,
+        SensorToken.sensor_id,
+        SensorToken.token_hash,
+        SensorToken.expires_at,
+        SensorToken.revoked_at,
+        SensorToken.last_used_at,
+        Sensor.name,
+        Sensor.disabled,
+    )
     .join(Sensor, Sensor.id == SensorToken.sensor_id)
-    .where(SensorToken.token_hash == bindparam("digest")))
+    .where(SensorToken.token_hash == bindparam("digest"))
+)
 _TOUCH_TOKEN = (
     update(SensorToken)
-    .where(SensorToken.id == bindparam("key"),
-           or_(SensorToken.last_used_at.is_(None),
-               SensorToken.last_used_at <= bindparam("stale")))
-    .values(last_used_at=bindparam("touched_at")))
+    .where(
+        SensorToken.id == bindparam("key"),
+        or_(SensorToken.last_used_at.is_(None), SensorToken.last_used_at <= bindparam("stale")),
+    )
+    .values(last_used_at=bindparam("touched_at"))
+)
 _TOUCH_SENSOR = (
     update(Sensor)
-    .where(Sensor.id == bindparam("key"),
-           or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= bindparam("stale")))
-    .values(last_seen_at=bindparam("touched_at")))
+    .where(
+        Sensor.id == bindparam("key"),
+        or_(Sensor.last_seen_at.is_(None), Sensor.last_seen_at <= bindparam("stale")),
+    )
+    .values(last_seen_at=bindparam("touched_at"))
+)
 
 
 class _CredentialChanges:
@@ -360,10 +396,10 @@ def _matches(expected: bytes | None, digest: bytes) -> bool:
 
 def _token_in_query(request) -> bool:
     # The raw query string, decoded leniently: an undecodable one must not hide a token.
-    pairs = parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True,
-                      errors="replace")
-    return any(name.lower() in QUERY_TOKEN_NAMES or tokens.PREFIX in value
-               for name, value in pairs)
+    pairs = parse_qsl(
+        request.environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="replace"
+    )
+    return any(name.lower() in QUERY_TOKEN_NAMES or tokens.PREFIX in value for name, value in pairs)
 
 
 def _publish(request, event) -> None:

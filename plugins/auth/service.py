@@ -45,8 +45,7 @@ def check_name(name, path: str = "name") -> str:
         raise InvalidInput([{"path": path, "message": "required: a non-empty string"}])
     name = name.strip()
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput([{"path": path,
-                             "message": f"at most {MAX_NAME_LENGTH} characters"}])
+        raise InvalidInput([{"path": path, "message": f"at most {MAX_NAME_LENGTH} characters"}])
     return name
 
 
@@ -56,8 +55,9 @@ def check_metadata(metadata, path: str = "metadata") -> dict | None:
     if not isinstance(metadata, dict):
         raise InvalidInput([{"path": path, "message": "must be a JSON object (or absent)"}])
     if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise InvalidInput([{"path": path,
-                             "message": f"at most {MAX_METADATA_BYTES} bytes as JSON"}])
+        raise InvalidInput(
+            [{"path": path, "message": f"at most {MAX_METADATA_BYTES} bytes as JSON"}]
+        )
     return metadata
 
 
@@ -67,21 +67,34 @@ def check_expiry(expires_at: datetime | None, path: str = "expiresAt") -> dateti
     return expires_at
 
 
-def create_sensor(dbsession, name: str, metadata: dict | None, *, issued_by: str,
-                  expires_at: datetime | None = None) -> tuple[Sensor, IssuedToken]:
-    sensor = Sensor(name=check_name(name), meta=check_metadata(metadata), disabled=False,
-                    created_at=utcnow())
+def create_sensor(
+    dbsession,
+    name: str,
+    metadata: dict | None,
+    *,
+    issued_by: str,
+    expires_at: datetime | None = None,
+) -> tuple[Sensor, IssuedToken]:
+    sensor = Sensor(
+        name=check_name(name), meta=check_metadata(metadata), disabled=False, created_at=utcnow()
+    )
     dbsession.add(sensor)
     dbsession.flush()
     return sensor, issue_token(dbsession, sensor, issued_by=issued_by, expires_at=expires_at)
 
 
-def issue_token(dbsession, sensor: Sensor, *, issued_by: str,
-                expires_at: datetime | None = None) -> IssuedToken:
+def issue_token(
+    dbsession, sensor: Sensor, *, issued_by: str, expires_at: datetime | None = None
+) -> IssuedToken:
     raw = tokens.new_token()
-    row = SensorToken(sensor_id=sensor.id, token_hash=tokens.token_hash(raw),
-                      hint=tokens.hint(raw), issued_by=issued_by, created_at=utcnow(),
-                      expires_at=check_expiry(expires_at))
+    row = SensorToken(
+        sensor_id=sensor.id,
+        token_hash=tokens.token_hash(raw),
+        hint=tokens.hint(raw),
+        issued_by=issued_by,
+        created_at=utcnow(),
+        expires_at=check_expiry(expires_at),
+    )
     dbsession.add(row)
     dbsession.flush()
     return IssuedToken(raw, row)
@@ -91,8 +104,9 @@ def get_sensor(dbsession, sensor_id: str) -> Sensor | None:
     return dbsession.get(Sensor, sensor_id)
 
 
-_SENSOR_PROFILE = select(Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at,
-                         Sensor.meta.label("meta")).where(Sensor.id == bindparam("key"))
+_SENSOR_PROFILE = select(
+    Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at, Sensor.meta.label("meta")
+).where(Sensor.id == bindparam("key"))
 
 
 def sensor_profile(dbsession, sensor_id: str):
@@ -102,8 +116,13 @@ def sensor_profile(dbsession, sensor_id: str):
 
 
 def sensor_tokens(dbsession, sensor_id: str) -> list[SensorToken]:
-    return list(dbsession.scalars(select(SensorToken).where(SensorToken.sensor_id == sensor_id)
-                                  .order_by(SensorToken.created_at, SensorToken.id)))
+    return list(
+        dbsession.scalars(
+            select(SensorToken)
+            .where(SensorToken.sensor_id == sensor_id)
+            .order_by(SensorToken.created_at, SensorToken.id)
+        )
+    )
 
 
 def get_token(dbsession, sensor_id: str, token_id: str) -> SensorToken | None:
@@ -131,20 +150,35 @@ def count_active_tokens(dbsession, sensor_ids: list[str]) -> dict[str, int]:
     now = utcnow()
     rows = dbsession.execute(
         select(SensorToken.sensor_id, func.count())
-        .where(SensorToken.sensor_id.in_(sensor_ids), SensorToken.revoked_at.is_(None),
-               (SensorToken.expires_at.is_(None)) | (SensorToken.expires_at > now))
-        .group_by(SensorToken.sensor_id))
+        .where(
+            SensorToken.sensor_id.in_(sensor_ids),
+            SensorToken.revoked_at.is_(None),
+            (SensorToken.expires_at.is_(None)) | (SensorToken.expires_at > now),
+        )
+        .group_by(SensorToken.sensor_id)
+    )
     return dict(rows.all())
 
 
 def sensor_json(sensor: Sensor) -> dict:
-    return {"sensorId": sensor.id, "name": sensor.name, "metadata": sensor.meta,
-            "createdAt": sensor.created_at, "lastSeenAt": sensor.last_seen_at,
-            "disabled": sensor.disabled}
+    return {
+        "sensorId": sensor.id,
+        "name": sensor.name,
+        "metadata": sensor.meta,
+        "createdAt": sensor.created_at,
+        "lastSeenAt": sensor.last_seen_at,
+        "disabled": sensor.disabled,
+    }
 
 
 def token_json(token: SensorToken) -> dict:
-    return {"tokenId": token.id, "hint": token.hint, "state": token.state(utcnow()),
-            "issuedBy": token.issued_by, "createdAt": token.created_at,
-            "lastUsedAt": token.last_used_at, "expiresAt": token.expires_at,
-            "revokedAt": token.revoked_at}
+    return {
+        "tokenId": token.id,
+        "hint": token.hint,
+        "state": token.state(utcnow()),
+        "issuedBy": token.issued_by,
+        "createdAt": token.created_at,
+        "lastUsedAt": token.last_used_at,
+        "expiresAt": token.expires_at,
+        "revokedAt": token.revoked_at,
+    }

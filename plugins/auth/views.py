@@ -45,8 +45,9 @@ def _query(request, name: str, default=None):
     try:
         return request.GET.get(name, default)
     except UnicodeDecodeError:
-        raise problem(400, "the query string is not valid UTF-8 (percent-encode UTF-8 "
-                           "bytes)") from None
+        raise problem(
+            400, "the query string is not valid UTF-8 (percent-encode UTF-8 bytes)"
+        ) from None
 
 
 def _invalid(error: service.InvalidInput):
@@ -64,9 +65,17 @@ def _expiry(body: dict) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         value = None
     if value is None or value.tzinfo is None:
-        raise problem(422, "expiresAt is not a timestamp", errors=[{
-            "path": "expiresAt", "message": "RFC 3339 with an offset (2030-01-01T00:00:00Z) "
-                                            "or integer epoch milliseconds"}])
+        raise problem(
+            422,
+            "expiresAt is not a timestamp",
+            errors=[
+                {
+                    "path": "expiresAt",
+                    "message": "RFC 3339 with an offset (2030-01-01T00:00:00Z) "
+                    "or integer epoch milliseconds",
+                }
+            ],
+        )
     return value.astimezone(UTC)
 
 
@@ -80,9 +89,17 @@ def _sensor_or_404(request):
 def _unknown_fields(body: dict, allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise problem(422, f"unknown field(s): {', '.join(unknown)}", errors=[
-            {"path": name, "message": f"unknown field; expected one of: "
-                                      f"{', '.join(sorted(allowed))}"} for name in unknown])
+        raise problem(
+            422,
+            f"unknown field(s): {', '.join(unknown)}",
+            errors=[
+                {
+                    "path": name,
+                    "message": f"unknown field; expected one of: {', '.join(sorted(allowed))}",
+                }
+                for name in unknown
+            ],
+        )
 
 
 def _no_store(request) -> None:
@@ -95,15 +112,24 @@ def create_sensor(request):
     issued_by = "admin" if isinstance(request.identity, AdminIdentity) else "provisioning"
     try:
         sensor, issued = service.create_sensor(
-            request.dbsession, body.get("name"), body.get("metadata"), issued_by=issued_by,
-            expires_at=_expiry(body))
+            request.dbsession,
+            body.get("name"),
+            body.get("metadata"),
+            issued_by=issued_by,
+            expires_at=_expiry(body),
+        )
     except service.InvalidInput as error:
         raise _invalid(error) from None
     request.response.status = 201
     request.response.headers["Location"] = f"{API_PREFIX}/sensors/{sensor.id}"
     _no_store(request)
-    return {"sensorId": sensor.id, "token": issued.token, "name": sensor.name,
-            "tokenId": issued.row.id, "expiresAt": issued.row.expires_at}
+    return {
+        "sensorId": sensor.id,
+        "token": issued.token,
+        "name": sensor.name,
+        "tokenId": issued.row.id,
+        "expiresAt": issued.row.expires_at,
+    }
 
 
 def own_sensor(request):
@@ -113,9 +139,16 @@ def own_sensor(request):
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
     sensor = service.sensor_profile(request.dbsession, identity.sensor_id)
     info = sensor_info(request, sensor.id)
-    info.update({"sensorId": sensor.id, "name": sensor.name, "createdAt": sensor.created_at,
-                 "lastSeenAt": sensor.last_seen_at, "metadata": sensor.meta,
-                 "tokenId": identity.token_id})
+    info.update(
+        {
+            "sensorId": sensor.id,
+            "name": sensor.name,
+            "createdAt": sensor.created_at,
+            "lastSeenAt": sensor.last_seen_at,
+            "metadata": sensor.meta,
+            "tokenId": identity.token_id,
+        }
+    )
     return info
 
 
@@ -125,16 +158,20 @@ def list_sensors(request):
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError
     except ValueError:
-        raise problem(400, f"limit must be an integer from 1 to {MAX_PAGE}", errors=[
-            {"path": "limit", "message": f"an integer from 1 to {MAX_PAGE}"}]) from None
+        raise problem(
+            400,
+            f"limit must be an integer from 1 to {MAX_PAGE}",
+            errors=[{"path": "limit", "message": f"an integer from 1 to {MAX_PAGE}"}],
+        ) from None
     after = _query(request, "after") or None
     sensors = service.list_sensors(request.dbsession, limit, after)
     active = service.count_active_tokens(request.dbsession, [s.id for s in sensors])
     items = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)} for s in sensors]
     next_url = None
     if len(sensors) == limit:
-        next_url = request.route_path("auth.sensors", _query={"limit": limit,
-                                                                "after": sensors[-1].id})
+        next_url = request.route_path(
+            "auth.sensors", _query={"limit": limit, "after": sensors[-1].id}
+        )
     return {"sensors": items, "next": next_url}
 
 
@@ -157,8 +194,11 @@ def patch_sensor(request):
         raise _invalid(error) from None
     if "disabled" in body:
         if not isinstance(body["disabled"], bool):
-            raise problem(422, "disabled must be true or false",
-                          errors=[{"path": "disabled", "message": "a boolean"}])
+            raise problem(
+                422,
+                "disabled must be true or false",
+                errors=[{"path": "disabled", "message": "a boolean"}],
+            )
         sensor.disabled = body["disabled"]
     request.dbsession.flush()
     return service.sensor_json(sensor)
@@ -166,8 +206,11 @@ def patch_sensor(request):
 
 def list_tokens(request):
     sensor = _sensor_or_404(request)
-    return {"tokens": [service.token_json(t)
-                       for t in service.sensor_tokens(request.dbsession, sensor.id)]}
+    return {
+        "tokens": [
+            service.token_json(t) for t in service.sensor_tokens(request.dbsession, sensor.id)
+        ]
+    }
 
 
 def issue_token(request):
@@ -175,8 +218,9 @@ def issue_token(request):
     body = _body(request)
     _unknown_fields(body, {"expiresAt"})
     try:
-        issued = service.issue_token(request.dbsession, sensor, issued_by="admin",
-                                     expires_at=_expiry(body))
+        issued = service.issue_token(
+            request.dbsession, sensor, issued_by="admin", expires_at=_expiry(body)
+        )
     except service.InvalidInput as error:
         raise _invalid(error) from None
     request.response.status = 201
@@ -188,8 +232,7 @@ def revoke_token(request):
     sensor = _sensor_or_404(request)
     token = service.get_token(request.dbsession, sensor.id, request.matchdict["token_id"])
     if token is None:
-        raise HTTPNotFound(f"sensor {sensor.id!r} has no token "
-                           f"{request.matchdict['token_id']!r}")
+        raise HTTPNotFound(f"sensor {sensor.id!r} has no token {request.matchdict['token_id']!r}")
     service.revoke(token)
     request.dbsession.flush()
     return service.token_json(token)
@@ -203,19 +246,59 @@ def includeme(config) -> None:
     config.add_route("auth.sensor_tokens", f"{prefix}/sensors/{{sensor_id}}/tokens")
     config.add_route("auth.sensor_token", f"{prefix}/sensors/{{sensor_id}}/tokens/{{token_id}}")
     view = config.add_view
-    view(own_sensor, route_name="auth.sensor_self", request_method=("GET", "HEAD"),
-         permission=SENSOR, renderer="json")
-    view(create_sensor, route_name="auth.sensors", request_method="POST", permission=ENROL,
-         renderer="json")
-    view(list_sensors, route_name="auth.sensors", request_method=("GET", "HEAD"),
-         permission=ADMIN, renderer="json")
-    view(get_sensor, route_name="auth.sensor", request_method=("GET", "HEAD"),
-         permission=ADMIN, renderer="json")
-    view(patch_sensor, route_name="auth.sensor", request_method="PATCH", permission=ADMIN,
-         renderer="json")
-    view(list_tokens, route_name="auth.sensor_tokens", request_method=("GET", "HEAD"),
-         permission=ADMIN, renderer="json")
-    view(issue_token, route_name="auth.sensor_tokens", request_method="POST",
-         permission=ADMIN, renderer="json")
-    view(revoke_token, route_name="auth.sensor_token", request_method="DELETE",
-         permission=ADMIN, renderer="json")
+    view(
+        own_sensor,
+        route_name="auth.sensor_self",
+        request_method=("GET", "HEAD"),
+        permission=SENSOR,
+        renderer="json",
+    )
+    view(
+        create_sensor,
+        route_name="auth.sensors",
+        request_method="POST",
+        permission=ENROL,
+        renderer="json",
+    )
+    view(
+        list_sensors,
+        route_name="auth.sensors",
+        request_method=("GET", "HEAD"),
+        permission=ADMIN,
+        renderer="json",
+    )
+    view(
+        get_sensor,
+        route_name="auth.sensor",
+        request_method=("GET", "HEAD"),
+        permission=ADMIN,
+        renderer="json",
+    )
+    view(
+        patch_sensor,
+        route_name="auth.sensor",
+        request_method="PATCH",
+        permission=ADMIN,
+        renderer="json",
+    )
+    view(
+        list_tokens,
+        route_name="auth.sensor_tokens",
+        request_method=("GET", "HEAD"),
+        permission=ADMIN,
+        renderer="json",
+    )
+    view(
+        issue_token,
+        route_name="auth.sensor_tokens",
+        request_method="POST",
+        permission=ADMIN,
+        renderer="json",
+    )
+    view(
+        revoke_token,
+        route_name="auth.sensor_token",
+        request_method="DELETE",
+        permission=ADMIN,
+        renderer="json",
+    )

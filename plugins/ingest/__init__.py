@@ -61,32 +61,80 @@ from .writer import GroupCommitWriter
 __all__ = ["includeme", "parse_body"]
 
 SETTINGS = (
-    Setting("sensorhub.ingest.partial", as_bool, False,
-            "store the valid events of a batch with invalid ones (201 with per-item results) "
-            "instead of refusing the whole batch with 422"),
-    Setting("sensorhub.ingest.max_body_size", as_size, 1024 * 1024,
-            "largest request body, after decompression (413 above it)"),
-    Setting("sensorhub.ingest.max_events", as_int(1, 100_000), 1000,
-            "most events in one request (413 above it)"),
-    Setting("sensorhub.ingest.max_depth", as_int(1, 512), 16,
-            "deepest nesting allowed inside an event's data object"),
-    Setting("sensorhub.ingest.max_data_size", as_size, 8192,
-            "largest data object per event, as compact JSON bytes"),
-    Setting("sensorhub.ingest.max_future", as_duration, 300.0,
-            "how far ahead of the server clock an event's ts may be"),
-    Setting("sensorhub.ingest.retention", as_duration, 30 * 86400.0,
-            "events older than this are refused on input, and are what prune deletes"),
-    Setting("sensorhub.ingest.group_commit", as_bool, True,
-            "share commits between concurrent requests through a writer thread"),
-    Setting("sensorhub.ingest.group_commit_max_events", as_int(1, 1_000_000), 10_000,
-            "most events the writer commits in one transaction"),
-    Setting("sensorhub.ingest.group_commit_max_wait", as_duration, 0.0,
-            "how long the writer waits for more requests before committing (0: none; the "
-            "time one commit takes already gathers the next group)"),
-    Setting("sensorhub.ingest.group_commit_queue", as_int(1, 1_000_000), 10_000,
-            "most requests waiting for the writer; more are refused with 503"),
-    Setting("sensorhub.ingest.commit_timeout", as_duration, 30.0,
-            "how long a request waits for its group commit before answering 503"),
+    Setting(
+        "sensorhub.ingest.partial",
+        as_bool,
+        False,
+        "store the valid events of a batch with invalid ones (201 with per-item results) "
+        "instead of refusing the whole batch with 422",
+    ),
+    Setting(
+        "sensorhub.ingest.max_body_size",
+        as_size,
+        1024 * 1024,
+        "largest request body, after decompression (413 above it)",
+    ),
+    Setting(
+        "sensorhub.ingest.max_events",
+        as_int(1, 100_000),
+        1000,
+        "most events in one request (413 above it)",
+    ),
+    Setting(
+        "sensorhub.ingest.max_depth",
+        as_int(1, 512),
+        16,
+        "deepest nesting allowed inside an event's data object",
+    ),
+    Setting(
+        "sensorhub.ingest.max_data_size",
+        as_size,
+        8192,
+        "largest data object per event, as compact JSON bytes",
+    ),
+    Setting(
+        "sensorhub.ingest.max_future",
+        as_duration,
+        300.0,
+        "how far ahead of the server clock an event's ts may be",
+    ),
+    Setting(
+        "sensorhub.ingest.retention",
+        as_duration,
+        30 * 86400.0,
+        "events older than this are refused on input, and are what prune deletes",
+    ),
+    Setting(
+        "sensorhub.ingest.group_commit",
+        as_bool,
+        True,
+        "share commits between concurrent requests through a writer thread",
+    ),
+    Setting(
+        "sensorhub.ingest.group_commit_max_events",
+        as_int(1, 1_000_000),
+        10_000,
+        "most events the writer commits in one transaction",
+    ),
+    Setting(
+        "sensorhub.ingest.group_commit_max_wait",
+        as_duration,
+        0.0,
+        "how long the writer waits for more requests before committing (0: none; the "
+        "time one commit takes already gathers the next group)",
+    ),
+    Setting(
+        "sensorhub.ingest.group_commit_queue",
+        as_int(1, 1_000_000),
+        10_000,
+        "most requests waiting for the writer; more are refused with 503",
+    ),
+    Setting(
+        "sensorhub.ingest.commit_timeout",
+        as_duration,
+        30.0,
+        "how long a request waits for its group commit before answering 503",
+    ),
 )
 
 
@@ -94,16 +142,19 @@ def includeme(config) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.registry.settings
     if settings["sensorhub.ingest.retention"] <= 0:
-        raise SettingError("invalid setting sensorhub.ingest.retention (env "
-                           f"{env_name_for('sensorhub.ingest.retention')}): must be more than "
-                           "0 (events older than it are refused on input and pruned)")
+        raise SettingError(
+            "invalid setting sensorhub.ingest.retention (env "
+            f"{env_name_for('sensorhub.ingest.retention')}): must be more than "
+            "0 (events older than it are refused on input and pruned)"
+        )
     limits = Limits(
         max_body_bytes=settings["sensorhub.ingest.max_body_size"],
         max_events=settings["sensorhub.ingest.max_events"],
         max_depth=settings["sensorhub.ingest.max_depth"],
         max_data_bytes=settings["sensorhub.ingest.max_data_size"],
         max_future_seconds=settings["sensorhub.ingest.max_future"],
-        retention_seconds=settings["sensorhub.ingest.retention"])
+        retention_seconds=settings["sensorhub.ingest.retention"],
+    )
     writer = None
     if settings["sensorhub.ingest.group_commit"]:
         writer = GroupCommitWriter(
@@ -111,26 +162,49 @@ def includeme(config) -> None:
             max_events=settings["sensorhub.ingest.group_commit_max_events"],
             max_wait=settings["sensorhub.ingest.group_commit_max_wait"],
             max_queue=settings["sensorhub.ingest.group_commit_queue"],
-            notify=config.registry.notify)
+            notify=config.registry.notify,
+        )
     config.registry["ingest.config"] = IngestConfig(
-        limits=limits, partial=settings["sensorhub.ingest.partial"], writer=writer,
-        commit_timeout=settings["sensorhub.ingest.commit_timeout"])
+        limits=limits,
+        partial=settings["sensorhub.ingest.partial"],
+        writer=writer,
+        commit_timeout=settings["sensorhub.ingest.commit_timeout"],
+    )
 
     config.add_route("ingest.events", f"{API_PREFIX}/events")
     if writer is not None:
         # The request's transaction only authenticates; the writer thread stores the events.
         config.add_reader_route("ingest.events")
     config.add_route("ingest.sensor_events", f"{API_PREFIX}/sensors/{{sensor_id}}/events")
-    config.add_view(post_events, route_name="ingest.events", request_method="POST",
-                    permission=SENSOR, renderer="json")
-    config.add_view(get_own_events, route_name="ingest.events", request_method=("GET", "HEAD"),
-                    permission=SENSOR, renderer="json")
-    config.add_view(get_sensor_events, route_name="ingest.sensor_events",
-                    request_method=("GET", "HEAD"), permission=ADMIN, renderer="json")
+    config.add_view(
+        post_events,
+        route_name="ingest.events",
+        request_method="POST",
+        permission=SENSOR,
+        renderer="json",
+    )
+    config.add_view(
+        get_own_events,
+        route_name="ingest.events",
+        request_method=("GET", "HEAD"),
+        permission=SENSOR,
+        renderer="json",
+    )
+    config.add_view(
+        get_sensor_events,
+        route_name="ingest.sensor_events",
+        request_method=("GET", "HEAD"),
+        permission=ADMIN,
+        renderer="json",
+    )
     config.add_sensor_info(sensor_counters)
     config.add_api_capability(
-        "ingest", description="post events (single, batch, NDJSON, SenML) and read them back",
-        url=f"{API_PREFIX}/events", formats=[JSON, NDJSON, SENML],
-        maxEvents=limits.max_events, maxBodyBytes=limits.max_body_bytes,
-        partial=settings["sensorhub.ingest.partial"], gzip=True)
-
+        "ingest",
+        description="post events (single, batch, NDJSON, SenML) and read them back",
+        url=f"{API_PREFIX}/events",
+        formats=[JSON, NDJSON, SENML],
+        maxEvents=limits.max_events,
+        maxBodyBytes=limits.max_body_bytes,
+        partial=settings["sensorhub.ingest.partial"],
+        gzip=True,
+    )

@@ -23,12 +23,17 @@ def media_type(request) -> str:
     media = media.strip().lower()
     if media not in MEDIA_TYPES:
         shown = repr(media) if media else "no Content-Type"
-        raise problem(415, f"{shown} is not taken here: send application/json, "
-                           "application/x-ndjson or application/senml+json")
+        raise problem(
+            415,
+            f"{shown} is not taken here: send application/json, "
+            "application/x-ndjson or application/senml+json",
+        )
     for param in params.split(";"):
         name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and \
-                value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
             raise problem(415, f"charset {value.strip()!r} is not taken: send UTF-8")
     return media
 
@@ -49,8 +54,11 @@ def read_body(request, max_bytes: int) -> bytes:
 
 
 def _too_large(max_bytes: int):
-    return problem(413, f"the body is larger than the limit of {max_bytes} bytes (after "
-                        "decompression; sensorhub.ingest.max_body_size): send smaller batches")
+    return problem(
+        413,
+        f"the body is larger than the limit of {max_bytes} bytes (after "
+        "decompression; sensorhub.ingest.max_body_size): send smaller batches",
+    )
 
 
 def _gunzip(raw: bytes, max_bytes: int) -> bytes:

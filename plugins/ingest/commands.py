@@ -43,13 +43,24 @@ class PruneCommand:
     help = "delete events older than a cutoff (default: sensorhub.ingest.retention), in chunks"
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--older-than", type=_duration, default=None, metavar="DURATION",
-                            help="e.g. 30d, 12h (default: the sensorhub.ingest.retention "
-                                 "setting)")
-        parser.add_argument("--chunk-size", type=_positive, default=5000,
-                            help="most rows deleted per transaction (default 5000)")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="say which sensors have events to prune, delete nothing")
+        parser.add_argument(
+            "--older-than",
+            type=_duration,
+            default=None,
+            metavar="DURATION",
+            help="e.g. 30d, 12h (default: the sensorhub.ingest.retention setting)",
+        )
+        parser.add_argument(
+            "--chunk-size",
+            type=_positive,
+            default=5000,
+            help="most rows deleted per transaction (default 5000)",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="say which sensors have events to prune, delete nothing",
+        )
         add_config_uri(parser)
 
     def run(self, args, env) -> int:
@@ -72,8 +83,9 @@ class PruneCommand:
         elapsed = time.perf_counter() - started
         verb = "would delete" if args.dry_run else "deleted"
         out(f"{verb} {total} events from {len(sensors)} sensors in {elapsed:.1f}s\n")
-        log.info("events_pruned", deleted=total, cutoff=format_timestamp(cutoff),
-                 dry_run=args.dry_run)
+        log.info(
+            "events_pruned", deleted=total, cutoff=format_timestamp(cutoff), dry_run=args.dry_run
+        )
         return 0 if args.dry_run else total
 
     @staticmethod

@@ -30,7 +30,8 @@ class IngestEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     sensor_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), nullable=False)
+        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), nullable=False
+    )
     event_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -44,7 +45,8 @@ class IngestSensorStats(Base):
     __tablename__ = "ingest_sensor_stats"
 
     sensor_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+        String(64), ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True
+    )
     event_count: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     duplicate_count: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     rejected_count: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -44,7 +44,9 @@ MAX_EPOCH_MS = 2**53
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))")
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -91,8 +93,14 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def parse_body(body: bytes, content_type: str = JSON, *, limits: Limits = DEFAULT_LIMITS,
-               received_at: int | None = None, loads=orjson.loads) -> ParsedBody:
+def parse_body(
+    body: bytes,
+    content_type: str = JSON,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    received_at: int | None = None,
+    loads=orjson.loads,
+) -> ParsedBody:
     """Decode and validate a POST /api/v1/events body (see the module docstring).
 
     ``content_type`` is the bare media type; ``received_at`` (epoch µs) defaults to now and is
@@ -101,8 +109,9 @@ def parse_body(body: bytes, content_type: str = JSON, *, limits: Limits = DEFAUL
     """
     media = MEDIA_TYPES.get(content_type)
     if media is None:
-        raise BodyError(415, f"unsupported Content-Type {content_type!r}: send "
-                             f"{JSON}, {NDJSON} or {SENML}")
+        raise BodyError(
+            415, f"unsupported Content-Type {content_type!r}: send {JSON}, {NDJSON} or {SENML}"
+        )
     received = now_us() if received_at is None else received_at
     validator = EventValidator(limits, received)
     if media == NDJSON:
@@ -111,12 +120,13 @@ def parse_body(body: bytes, content_type: str = JSON, *, limits: Limits = DEFAUL
         document = _decode(body, loads)
         if media == SENML:
             records = _senml_records(document, limits)
-            items = [item if type(item) is Rejection else validator.validate(*item, index=index)
-                     for index, item in enumerate(resolve_senml(records, received))]
+            items = [
+                item if type(item) is Rejection else validator.validate(*item, index=index)
+                for index, item in enumerate(resolve_senml(records, received))
+            ]
         else:
             events = _json_events(document, limits)
-            items = [validator.validate(event, index=index)
-                     for index, event in enumerate(events)]
+            items = [validator.validate(event, index=index) for index, event in enumerate(events)]
     return ParsedBody(items, received)
 
 
@@ -133,12 +143,18 @@ def _first_line(error: BaseException) -> str:
 
 def _check_count(count: int, limits: Limits) -> None:
     if count == 0:
-        raise BodyError(400, "the body holds no events: send one event object, an array of "
-                             f"1 to {limits.max_events} events, or {{\"events\": [...]}}")
+        raise BodyError(
+            400,
+            "the body holds no events: send one event object, an array of "
+            f'1 to {limits.max_events} events, or {{"events": [...]}}',
+        )
     if count > limits.max_events:
-        raise BodyError(413, f"{count} events in one request; the limit is "
-                             f"{limits.max_events} (sensorhub.ingest.max_events): split the "
-                             "batch")
+        raise BodyError(
+            413,
+            f"{count} events in one request; the limit is "
+            f"{limits.max_events} (sensorhub.ingest.max_events): split the "
+            "batch",
+        )
 
 
 def _json_events(document, limits: Limits) -> list:
@@ -152,31 +168,39 @@ def _json_events(document, limits: Limits) -> list:
         else:
             events = [document]
     else:
-        raise BodyError(400, "the body must be an event object, an array of events or "
-                             '{"events": [...]}')
+        raise BodyError(
+            400, 'the body must be an event object, an array of events or {"events": [...]}'
+        )
     _check_count(len(events), limits)
     return events
 
 
 def _senml_records(document, limits: Limits) -> list:
     if type(document) is not list:
-        raise BodyError(400, "a SenML pack (application/senml+json) is a JSON array of records "
-                             "(RFC 8428)")
+        raise BodyError(
+            400, "a SenML pack (application/senml+json) is a JSON array of records (RFC 8428)"
+        )
     _check_count(len(document), limits)
     return document
 
 
 def _ndjson_items(body: bytes, limits: Limits, validator: EventValidator, loads) -> list:
-    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1)
-             if line.strip()]
+    lines = [
+        (number, line) for number, line in enumerate(body.split(b"\n"), start=1) if line.strip()
+    ]
     _check_count(len(lines), limits)
     items = []
     for index, (number, line) in enumerate(lines):
         try:
             event = loads(line)
         except (ValueError, RecursionError) as error:
-            items.append(Rejection(f"events[{index}]", "malformed_json",
-                                   f"line {number} is not JSON: {_first_line(error)}"))
+            items.append(
+                Rejection(
+                    f"events[{index}]",
+                    "malformed_json",
+                    f"line {number} is not JSON: {_first_line(error)}",
+                )
+            )
             continue
         items.append(validator.validate(event, index=index))
     return items
@@ -208,23 +232,33 @@ class EventValidator:
     def validate(self, event, ts_us: int | None = None, *, index: int):
         """``ts_us``: a timestamp already resolved (SenML); otherwise ``event["ts"]``."""
         if type(event) is not dict:
-            return Rejection(f"events[{index}]", "not_an_object",
-                             f"an event must be a JSON object, got {_json_type(event)}")
+            return Rejection(
+                f"events[{index}]",
+                "not_an_object",
+                f"an event must be a JSON object, got {_json_type(event)}",
+            )
         event_id = event.get("eventId")
         if not event.keys() <= EVENT_FIELDS:
             unknown = sorted(key for key in event if key not in EVENT_FIELDS)
-            return Rejection(f"events[{index}].{unknown[0]}", "unknown_field",
-                             f"unknown field(s) {', '.join(map(repr, unknown))}; an event has "
-                             "only type, value, unit, ts, eventId and data",
-                             _str_or_none(event_id))
+            return Rejection(
+                f"events[{index}].{unknown[0]}",
+                "unknown_field",
+                f"unknown field(s) {', '.join(map(repr, unknown))}; an event has "
+                "only type, value, unit, ts, eventId and data",
+                _str_or_none(event_id),
+            )
         kind = event.get("type")
         if kind is None:
-            return Rejection(f"events[{index}].type", "missing_field",
-                             "type is required: 1-64 characters from A-Z a-z 0-9 _ . : -",
-                             _str_or_none(event_id))
+            return Rejection(
+                f"events[{index}].type",
+                "missing_field",
+                "type is required: 1-64 characters from A-Z a-z 0-9 _ . : -",
+                _str_or_none(event_id),
+            )
         if type(kind) is not str or (kind not in _KNOWN_TYPES and not _valid_new_type(kind)):
-            return self._invalid(index, "type", "must be 1-64 characters from "
-                                 "A-Z a-z 0-9 _ . : -", event_id)
+            return self._invalid(
+                index, "type", "must be 1-64 characters from A-Z a-z 0-9 _ . : -", event_id
+            )
         value = event.get("value")
         if value is not None:
             value_type = type(value)
@@ -232,26 +266,34 @@ class EventValidator:
                 try:
                     value = float(value)
                 except OverflowError:
-                    return self._invalid(index, "value", "is too large for a double",
-                                         event_id)
+                    return self._invalid(index, "value", "is too large for a double", event_id)
             elif value_type is not float:
-                return self._invalid(index, "value", "must be a number or null, got "
-                                     + _json_type(value), event_id)
+                return self._invalid(
+                    index, "value", "must be a number or null, got " + _json_type(value), event_id
+                )
             if not math.isfinite(value):
-                return self._invalid(index, "value", "must be finite (no NaN or Infinity)",
-                                     event_id)
+                return self._invalid(
+                    index, "value", "must be finite (no NaN or Infinity)", event_id
+                )
         unit = event.get("unit")
-        if unit is not None and (type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_CHARS
-                                 or not unit.isprintable()):
-            return self._invalid(index, "unit", f"must be 1-{MAX_UNIT_CHARS} printable "
-                                 "characters", event_id)
+        if unit is not None and (
+            type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_CHARS or not unit.isprintable()
+        ):
+            return self._invalid(
+                index, "unit", f"must be 1-{MAX_UNIT_CHARS} printable characters", event_id
+            )
         # Printable only: control characters (NUL above all, which PostgreSQL text refuses)
         # have no business in an identifier or a unit.
-        if event_id is not None and (type(event_id) is not str
-                                     or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS
-                                     or not event_id.isprintable()):
-            return Rejection(f"events[{index}].eventId", "invalid_field",
-                             f"eventId must be 1-{MAX_EVENT_ID_CHARS} printable characters")
+        if event_id is not None and (
+            type(event_id) is not str
+            or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS
+            or not event_id.isprintable()
+        ):
+            return Rejection(
+                f"events[{index}].eventId",
+                "invalid_field",
+                f"eventId must be 1-{MAX_EVENT_ID_CHARS} printable characters",
+            )
         ts = event.get("ts") if ts_us is None else ts_us
         if ts is None:
             ts = self.received_at
@@ -259,45 +301,80 @@ class EventValidator:
             if ts_us is None:
                 ts = ts * 1000 if type(ts) is int else parse_timestamp(ts)
                 if ts is None:
-                    return self._invalid(index, "ts", "must be RFC 3339 with an offset "
-                                         "(2026-01-31T12:00:00Z) or integer epoch "
-                                         "milliseconds", event_id)
+                    return self._invalid(
+                        index,
+                        "ts",
+                        "must be RFC 3339 with an offset "
+                        "(2026-01-31T12:00:00Z) or integer epoch "
+                        "milliseconds",
+                        event_id,
+                    )
             if ts > self.latest:
-                return Rejection(f"events[{index}].ts", "ts_in_future",
-                                 f"ts is more than {self.limits.max_future_seconds:g}s ahead "
-                                 "of the server's clock; check the sensor's clock", event_id)
+                return Rejection(
+                    f"events[{index}].ts",
+                    "ts_in_future",
+                    f"ts is more than {self.limits.max_future_seconds:g}s ahead "
+                    "of the server's clock; check the sensor's clock",
+                    event_id,
+                )
             if ts < self.earliest:
-                return Rejection(f"events[{index}].ts", "ts_too_old",
-                                 "ts is older than the retention of "
-                                 f"{self.limits.retention_seconds / 86400:g} days", event_id)
+                return Rejection(
+                    f"events[{index}].ts",
+                    "ts_too_old",
+                    "ts is older than the retention of "
+                    f"{self.limits.retention_seconds / 86400:g} days",
+                    event_id,
+                )
         data = event.get("data")
         if data is not None:
             if type(data) is not dict:
-                return self._invalid(index, "data", "must be a JSON object, got "
-                                     + _json_type(data), event_id)
+                return self._invalid(
+                    index, "data", "must be a JSON object, got " + _json_type(data), event_id
+                )
             try:
                 encoded = orjson.dumps(data)
             except (TypeError, orjson.JSONEncodeError):
-                return self._invalid(index, "data", "holds a number JSON cannot carry "
-                                     "exactly (an integer beyond 64 bits)", event_id)
+                return self._invalid(
+                    index,
+                    "data",
+                    "holds a number JSON cannot carry exactly (an integer beyond 64 bits)",
+                    event_id,
+                )
             if len(encoded) > self.limits.max_data_bytes:
-                return Rejection(f"events[{index}].data", "data_too_large",
-                                 f"data is {len(encoded)} bytes as JSON; the limit is "
-                                 f"{self.limits.max_data_bytes}", event_id)
+                return Rejection(
+                    f"events[{index}].data",
+                    "data_too_large",
+                    f"data is {len(encoded)} bytes as JSON; the limit is "
+                    f"{self.limits.max_data_bytes}",
+                    event_id,
+                )
             # Cheap bound first: depth cannot exceed the number of opening brackets.
-            if (encoded.count(b"{") + encoded.count(b"[") > self.limits.max_depth
-                    and _depth(data) > self.limits.max_depth):
-                return Rejection(f"events[{index}].data", "data_too_deep",
-                                 f"data nests deeper than {self.limits.max_depth} levels",
-                                 event_id)
+            if (
+                encoded.count(b"{") + encoded.count(b"[") > self.limits.max_depth
+                and _depth(data) > self.limits.max_depth
+            ):
+                return Rejection(
+                    f"events[{index}].data",
+                    "data_too_deep",
+                    f"data nests deeper than {self.limits.max_depth} levels",
+                    event_id,
+                )
             data = encoded.decode()
-        return {"event_id": event_id, "type": kind, "value": value, "unit": unit, "ts": ts,
-                "received_at": self.received_at, "data": data}
+        return {
+            "event_id": event_id,
+            "type": kind,
+            "value": value,
+            "unit": unit,
+            "ts": ts,
+            "received_at": self.received_at,
+            "data": data,
+        }
 
     @staticmethod
     def _invalid(index: int, name: str, message: str, event_id) -> Rejection:
-        return Rejection(f"events[{index}].{name}", "invalid_field", f"{name} {message}",
-                         _str_or_none(event_id))
+        return Rejection(
+            f"events[{index}].{name}", "invalid_field", f"{name} {message}", _str_or_none(event_id)
+        )
 
 
 def _str_or_none(value) -> str | None:
@@ -307,8 +384,14 @@ def _str_or_none(value) -> str | None:
 def _json_type(value) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", str: "a string", int: "a number", float: "a number",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _depth(value) -> int:
@@ -332,16 +415,23 @@ def parse_timestamp(value) -> int | None:
     match = _RFC3339.fullmatch(value)
     if match is None:
         return None
-    (year, month, day, hour, minute, second, fraction, zulu, sign, off_hours,
-     off_minutes) = match.groups()
+    (year, month, day, hour, minute, second, fraction, zulu, sign, off_hours, off_minutes) = (
+        match.groups()
+    )
     try:
-        offset = timedelta(0) if zulu else timedelta(hours=int(off_hours),
-                                                     minutes=int(off_minutes))
+        offset = timedelta(0) if zulu else timedelta(hours=int(off_hours), minutes=int(off_minutes))
         if sign == "-":
             offset = -offset
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                          int(second), int((fraction or "0").ljust(6, "0")[:6]),
-                          tzinfo=timezone(offset))
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0").ljust(6, "0")[:6]),
+            tzinfo=timezone(offset),
+        )
     except ValueError:  # month 13, second 60, offset beyond 24 h, …
         return None
     return (moment - EPOCH) // timedelta(microseconds=1)

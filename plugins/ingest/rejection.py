@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # A bounded set (metric labels, log fields); the message carries the detail.
-REASONS = ("not_an_object", "unknown_field", "missing_field", "invalid_field", "ts_in_future",
-           "ts_too_old", "data_too_large", "data_too_deep", "malformed_json", "invalid_senml")
+REASONS = (
+    "not_an_object",
+    "unknown_field",
+    "missing_field",
+    "invalid_field",
+    "ts_in_future",
+    "ts_too_old",
+    "data_too_large",
+    "data_too_deep",
+    "malformed_json",
+    "invalid_senml",
+)
 
 
 @dataclass(frozen=True)

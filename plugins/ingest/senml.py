@@ -44,40 +44,67 @@ def resolve_senml(records: list, received_at_us: int):
             yield error
             continue
         if poisoned:
-            yield Rejection(path, "invalid_senml", f"an earlier record's base field "
-                            f"({poisoned}) is invalid, so this record cannot be resolved")
+            yield Rejection(
+                path,
+                "invalid_senml",
+                f"an earlier record's base field "
+                f"({poisoned}) is invalid, so this record cannot be resolved",
+            )
             continue
         yield _resolve(base, record, path, now_s)
 
 
 def _update_base(base: dict, record: dict, path: str) -> Rejection | None:
-    for label, wanted in (("bn", str), ("bu", str), ("bt", _NUMBER), ("bv", _NUMBER),
-                          ("bs", _NUMBER), ("bver", int)):
+    for label, wanted in (
+        ("bn", str),
+        ("bu", str),
+        ("bt", _NUMBER),
+        ("bv", _NUMBER),
+        ("bs", _NUMBER),
+        ("bver", int),
+    ):
         if label not in record:
             continue
         value = record[label]
-        if not isinstance(value, wanted) or type(value) is bool or (
-                type(value) is float and not math.isfinite(value)):
+        if (
+            not isinstance(value, wanted)
+            or type(value) is bool
+            or (type(value) is float and not math.isfinite(value))
+        ):
             kind = "a string" if wanted is str else "a number"
             return Rejection(f"{path}.{label}", "invalid_senml", f"{label} must be {kind}")
         if label == "bver" and value > SENML_VERSION:
-            return Rejection(f"{path}.bver", "invalid_senml",
-                             f"SenML version {value} is newer than {SENML_VERSION}, the one "
-                             "this server understands")
+            return Rejection(
+                f"{path}.bver",
+                "invalid_senml",
+                f"SenML version {value} is newer than {SENML_VERSION}, the one "
+                "this server understands",
+            )
         base[label] = value
     return None
 
 
 def _resolve(base: dict, record: dict, path: str, now_s: float):
-    must_understand = sorted(label for label in record
-                             if label not in _KNOWN and label.endswith("_"))
+    must_understand = sorted(
+        label for label in record if label not in _KNOWN and label.endswith("_")
+    )
     if must_understand:
-        return Rejection(f"{path}.{must_understand[0]}", "invalid_senml",
-                         f"must-understand label(s) {', '.join(must_understand)} are not "
-                         "supported")
-    for label, wanted in (("n", str), ("u", str), ("t", _NUMBER), ("v", _NUMBER),
-                          ("s", _NUMBER), ("ut", _NUMBER), ("vs", str), ("vb", bool),
-                          ("vd", str)):
+        return Rejection(
+            f"{path}.{must_understand[0]}",
+            "invalid_senml",
+            f"must-understand label(s) {', '.join(must_understand)} are not supported",
+        )
+    for label, wanted in (
+        ("n", str),
+        ("u", str),
+        ("t", _NUMBER),
+        ("v", _NUMBER),
+        ("s", _NUMBER),
+        ("ut", _NUMBER),
+        ("vs", str),
+        ("vb", bool),
+        ("vd", str),
+    ):
         value = record.get(label)
         if value is None:
             continue
@@ -86,15 +113,21 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
             return Rejection(f"{path}.{label}", "invalid_senml", f"{label} must be {kind}")
     kinds = [label for label in _VALUE_KINDS if record.get(label) is not None]
     if len(kinds) > 1:
-        return Rejection(f"{path}.{kinds[1]}", "invalid_senml",
-                         f"a record has at most one value field; got {', '.join(kinds)}")
+        return Rejection(
+            f"{path}.{kinds[1]}",
+            "invalid_senml",
+            f"a record has at most one value field; got {', '.join(kinds)}",
+        )
     name = base["bn"] + (record.get("n") or "")
     if not name:
         return Rejection(f"{path}.n", "invalid_senml", "the record has no name (n or bn)")
     event: dict = {"type": name}
     if "/" in name:  # give the SenML-specific reason rather than the generic charset one
-        return Rejection(f"{path}.n", "invalid_senml", f"name {name!r} contains '/'; event "
-                         "types allow A-Z a-z 0-9 _ . : - only")
+        return Rejection(
+            f"{path}.n",
+            "invalid_senml",
+            f"name {name!r} contains '/'; event types allow A-Z a-z 0-9 _ . : - only",
+        )
     data = {}
     if kinds == ["v"]:
         event["value"] = (base["bv"] or 0) + record["v"]
@@ -106,8 +139,9 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
         data["s"] = (base["bs"] or 0) + record["s"]
     elif not kinds and base["bv"] is None:
         if base["bs"] is None:
-            return Rejection(path, "invalid_senml",
-                             "the record has no value (v, vs, vb, vd) and no sum (s)")
+            return Rejection(
+                path, "invalid_senml", "the record has no value (v, vs, vb, vd) and no sum (s)"
+            )
         data["s"] = base["bs"]
     if record.get("ut") is not None:
         data["ut"] = record["ut"]

@@ -53,8 +53,7 @@ def _unnest_rows():
     placeholders, which psycopg re-parses on every execution and the server re-plans (~10 ms per
     100 events, against ~1 ms this way)."""
     columns = events_table.c
-    arrays = [bindparam(name, type_=postgresql.ARRAY(columns[name].type))
-              for name in EVENT_COLUMNS]
+    arrays = [bindparam(name, type_=postgresql.ARRAY(columns[name].type)) for name in EVENT_COLUMNS]
     rows = func.unnest(*arrays).table_valued(*EVENT_COLUMNS).render_derived(name="batch")
     return select(*(rows.c[name] for name in EVENT_COLUMNS))
 
@@ -63,14 +62,14 @@ def _unnest_rows():
 # rows is written as a handful of multi-row statements. SQLAlchemy does not cache the compiled
 # form of a multi-row VALUES (it recompiled 100 rows in ~9 ms), so each size is compiled once
 # here, to its SQL text and the order of its positional parameters, and run as that text.
-_CHUNK_SIZES = tuple(2 ** exponent for exponent in range(9, -1, -1))
+_CHUNK_SIZES = tuple(2**exponent for exponent in range(9, -1, -1))
 
 
 def _chunks(rows: list[dict]):
     start = 0
     for size in _CHUNK_SIZES:
         while len(rows) - start >= size:
-            yield rows[start:start + size]
+            yield rows[start : start + size]
             start += size
 
 
@@ -91,22 +90,27 @@ def _compiled_multi_row(statement, columns: tuple[str, ...], size: int) -> _Mult
 
 
 def _numbered_values(table, columns: tuple[str, ...], size: int) -> list[dict]:
-    return [{name: bindparam(f"{name}_{index}", type_=table.c[name].type) for name in columns}
-            for index in range(size)]
+    return [
+        {name: bindparam(f"{name}_{index}", type_=table.c[name].type) for name in columns}
+        for index in range(size)
+    ]
 
 
 @functools.cache
 def _sqlite_insert_events(size: int) -> _MultiRow:
-    statement = (sqlite.insert(events_table)
-                 .values(_numbered_values(events_table, EVENT_COLUMNS, size))
-                 .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"]))
+    statement = (
+        sqlite.insert(events_table)
+        .values(_numbered_values(events_table, EVENT_COLUMNS, size))
+        .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
+    )
     return _compiled_multi_row(statement, EVENT_COLUMNS, size)
 
 
 @functools.cache
 def _sqlite_upsert_counters(size: int) -> _MultiRow:
-    statement = _counters_upsert(sqlite.insert(stats_table).values(
-        _numbered_values(stats_table, COUNTER_COLUMNS, size)))
+    statement = _counters_upsert(
+        sqlite.insert(stats_table).values(_numbered_values(stats_table, COUNTER_COLUMNS, size))
+    )
     return _compiled_multi_row(statement, COUNTER_COLUMNS, size)
 
 
@@ -115,8 +119,7 @@ def _execute_multi_row(connection, make, rows: list[dict]) -> int:
     written = 0
     for chunk in _chunks(rows):
         statement = make(len(chunk))
-        written += connection.exec_driver_sql(statement.sql,
-                                              statement.parameters(chunk)).rowcount
+        written += connection.exec_driver_sql(statement.sql, statement.parameters(chunk)).rowcount
     return written
 
 
@@ -128,9 +131,19 @@ def _sqlite_stored_keys(size: int) -> _MultiRow:
     columns = events_table.c
     # An OR of (sensor_id, event_id) pairs: SQLite searches the unique index once per pair,
     # where a row-value IN scans it whole.
-    statement = select(columns.sensor_id, columns.event_id).where(or_(*(
-        and_(*(columns[name] == bindparam(f"{name}_{index}", type_=columns[name].type)
-               for name in KEY_COLUMNS)) for index in range(size))))
+    statement = select(columns.sensor_id, columns.event_id).where(
+        or_(
+            *(
+                and_(
+                    *(
+                        columns[name] == bindparam(f"{name}_{index}", type_=columns[name].type)
+                        for name in KEY_COLUMNS
+                    )
+                )
+                for index in range(size)
+            )
+        )
+    )
     return _compiled_multi_row(statement, KEY_COLUMNS, size)
 
 
@@ -145,13 +158,16 @@ def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
     stored = set()
     for chunk in _chunks(rows):
         statement = _sqlite_stored_keys(len(chunk))
-        stored.update(map(tuple, connection.exec_driver_sql(statement.sql,
-                                                            statement.parameters(chunk))))
+        stored.update(
+            map(tuple, connection.exec_driver_sql(statement.sql, statement.parameters(chunk)))
+        )
     new = [row for row in rows if (row["sensor_id"], row["event_id"]) not in stored]
     inserted = _execute_multi_row(connection, _sqlite_insert_events, new)
     if inserted != len(new):
-        raise RuntimeError(f"{len(new) - inserted} events were stored by another writer during "
-                           "this transaction: is it missing BEGIN IMMEDIATE?")
+        raise RuntimeError(
+            f"{len(new) - inserted} events were stored by another writer during "
+            "this transaction: is it missing BEGIN IMMEDIATE?"
+        )
     return {(row["sensor_id"], row["event_id"]) for row in new}
 
 
@@ -164,9 +180,11 @@ def _upsert_counters_sqlite(connection, rows: list[dict]) -> None:
 
 
 _POSTGRESQL_INSERT_KEYED = (
-    postgresql.insert(events_table).from_select(EVENT_COLUMNS, _unnest_rows())
+    postgresql.insert(events_table)
+    .from_select(EVENT_COLUMNS, _unnest_rows())
     .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
-    .returning(events_table.c.sensor_id, events_table.c.event_id))
+    .returning(events_table.c.sensor_id, events_table.c.event_id)
+)
 
 
 def _insert_keyed_postgresql(connection, rows: list[dict]) -> set[tuple[str, str]]:
@@ -183,31 +201,37 @@ def _upsert_counters_postgresql(connection, rows: list[dict]) -> None:
     connection.execute(_POSTGRESQL_UPSERT_COUNTERS, rows)
 
 
-COUNTER_COLUMNS = ("sensor_id", "event_count", "duplicate_count", "rejected_count",
-                   "last_event_at")
+COUNTER_COLUMNS = ("sensor_id", "event_count", "duplicate_count", "rejected_count", "last_event_at")
 
 
 def _counters_upsert(statement):
     """Add the new counts to the sensor's row (or create it): an increment, never a recount."""
     excluded, current = statement.excluded, stats_table.c
-    return statement.on_conflict_do_update(index_elements=["sensor_id"], set_={
-        "event_count": current.event_count + excluded.event_count,
-        "duplicate_count": current.duplicate_count + excluded.duplicate_count,
-        "rejected_count": current.rejected_count + excluded.rejected_count,
-        "last_event_at": case(
-            (excluded.last_event_at.is_(None), current.last_event_at),
-            (current.last_event_at.is_(None), excluded.last_event_at),
-            (current.last_event_at >= excluded.last_event_at, current.last_event_at),
-            else_=excluded.last_event_at),
-    })
+    return statement.on_conflict_do_update(
+        index_elements=["sensor_id"],
+        set_={
+            "event_count": current.event_count + excluded.event_count,
+            "duplicate_count": current.duplicate_count + excluded.duplicate_count,
+            "rejected_count": current.rejected_count + excluded.rejected_count,
+            "last_event_at": case(
+                (excluded.last_event_at.is_(None), current.last_event_at),
+                (current.last_event_at.is_(None), excluded.last_event_at),
+                (current.last_event_at >= excluded.last_event_at, current.last_event_at),
+                else_=excluded.last_event_at,
+            ),
+        },
+    )
 
 
 _POSTGRESQL_UPSERT_COUNTERS = _counters_upsert(postgresql.insert(stats_table))
 
 _WRITERS = {  # dialect name -> (insert keyed rows, insert unkeyed rows, upsert counters)
     "sqlite": (_insert_keyed_sqlite, _insert_unkeyed_sqlite, _upsert_counters_sqlite),
-    "postgresql": (_insert_keyed_postgresql, _insert_unkeyed_postgresql,
-                   _upsert_counters_postgresql),
+    "postgresql": (
+        _insert_keyed_postgresql,
+        _insert_unkeyed_postgresql,
+        _upsert_counters_postgresql,
+    ),
 }
 
 
@@ -240,8 +264,11 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
     if len(inserted) != len(keyed):
         for job in jobs:
             for position, row in enumerate(job.rows):
-                if (job.accepted_flags[position] and row["event_id"] is not None
-                        and (job.sensor_id, row["event_id"]) not in inserted):
+                if (
+                    job.accepted_flags[position]
+                    and row["event_id"] is not None
+                    and (job.sensor_id, row["event_id"]) not in inserted
+                ):
                     job.accepted_flags[position] = False
     counters = _counter_rows(jobs)
     if counters:
@@ -265,22 +292,31 @@ def _counter_rows(jobs: list[WriteJob]) -> list[dict]:
             else:
                 total[1] += 1
     # Sorted: concurrent writers (several processes) lock the counter rows in the same order.
-    return [{"sensor_id": sensor_id, "event_count": t[0], "duplicate_count": t[1],
-             "rejected_count": t[2], "last_event_at": t[3]}
-            for sensor_id, t in sorted(totals.items()) if t[0] or t[1] or t[2]]
+    return [
+        {
+            "sensor_id": sensor_id,
+            "event_count": t[0],
+            "duplicate_count": t[1],
+            "rejected_count": t[2],
+            "last_event_at": t[3],
+        }
+        for sensor_id, t in sorted(totals.items())
+        if t[0] or t[1] or t[2]
+    ]
 
 
-_READ_COUNTERS = (
-    select(stats_table.c.event_count, stats_table.c.duplicate_count,
-           stats_table.c.rejected_count, stats_table.c.last_event_at)
-    .where(stats_table.c.sensor_id == bindparam("key")))
+_READ_COUNTERS = select(
+    stats_table.c.event_count,
+    stats_table.c.duplicate_count,
+    stats_table.c.rejected_count,
+    stats_table.c.last_event_at,
+).where(stats_table.c.sensor_id == bindparam("key"))
 
 
 def read_counters(connection, sensor_id: str) -> dict:
     row = connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
     if row is None:
-        return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0,
-                "last_event_at": None}
+        return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0, "last_event_at": None}
     return row._asdict()
 
 
@@ -310,11 +346,26 @@ def select_events(query: EventQuery, limit: int):
     if query.after is not None:
         after = tuple_(*query.after)
         conditions.append(position < after if query.newest_first else position > after)
-    order = ((columns.ts.desc(), columns.id.desc()) if query.newest_first
-             else (columns.ts.asc(), columns.id.asc()))
-    return (select(columns.id, columns.event_id, columns.type, columns.value, columns.unit,
-                   columns.ts, columns.received_at, columns.data)
-            .where(and_(*conditions)).order_by(*order).limit(limit))
+    order = (
+        (columns.ts.desc(), columns.id.desc())
+        if query.newest_first
+        else (columns.ts.asc(), columns.id.asc())
+    )
+    return (
+        select(
+            columns.id,
+            columns.event_id,
+            columns.type,
+            columns.value,
+            columns.unit,
+            columns.ts,
+            columns.received_at,
+            columns.data,
+        )
+        .where(and_(*conditions))
+        .order_by(*order)
+        .limit(limit)
+    )
 
 
 def encode_cursor(newest_first: bool, ts: int, row_id: int) -> str:
@@ -329,10 +380,16 @@ def decode_cursor(cursor: str, newest_first: bool) -> tuple[int, int]:
         order, ts, row_id = orjson.loads(raw)
     except (ValueError, TypeError):
         raise ValueError("cursor is not one this server issued; start again without it")
-    if order != ("n" if newest_first else "o") or type(ts) is not int \
-            or type(row_id) is not int or not (abs(ts) < 2**63 and abs(row_id) < 2**63):
-        raise ValueError("cursor belongs to another order or is damaged; use the same order "
-                         "as the request that returned it, or start again without it")
+    if (
+        order != ("n" if newest_first else "o")
+        or type(ts) is not int
+        or type(row_id) is not int
+        or not (abs(ts) < 2**63 and abs(row_id) < 2**63)
+    ):
+        raise ValueError(
+            "cursor belongs to another order or is damaged; use the same order "
+            "as the request that returned it, or start again without it"
+        )
     return ts, row_id
 
 
@@ -343,30 +400,46 @@ def prune_sensor_chunk(connection, sensor_id: str, cutoff_us: int, chunk: int) -
     """Delete up to ``chunk`` of a sensor's events older than ``cutoff_us`` and decrement its
     counters, in ``connection``'s transaction. Returns how many were deleted."""
     columns = events_table.c
-    ids = connection.execute(
-        select(columns.id).where(columns.sensor_id == sensor_id, columns.ts < cutoff_us)
-        .order_by(columns.ts).limit(chunk)).scalars().all()
+    ids = (
+        connection.execute(
+            select(columns.id)
+            .where(columns.sensor_id == sensor_id, columns.ts < cutoff_us)
+            .order_by(columns.ts)
+            .limit(chunk)
+        )
+        .scalars()
+        .all()
+    )
     if not ids:
         return 0
     deleted = connection.execute(delete(events_table).where(columns.id.in_(ids))).rowcount
     stats = stats_table.c
     remaining = stats.event_count - deleted
     connection.execute(
-        update(stats_table).where(stats.sensor_id == sensor_id)
-        .values(event_count=remaining,
-                # Deleting by ts < cutoff removes the newest event only when it removes all.
-                last_event_at=case((remaining <= 0, None), else_=stats.last_event_at)))
+        update(stats_table)
+        .where(stats.sensor_id == sensor_id)
+        .values(
+            event_count=remaining,
+            # Deleting by ts < cutoff removes the newest event only when it removes all.
+            last_event_at=case((remaining <= 0, None), else_=stats.last_event_at),
+        )
+    )
     return deleted
 
 
 def sensors_with_events(connection) -> list[str]:
-    return list(connection.execute(
-        select(stats_table.c.sensor_id).where(stats_table.c.event_count > 0)
-        .order_by(stats_table.c.sensor_id)).scalars())
+    return list(
+        connection.execute(
+            select(stats_table.c.sensor_id)
+            .where(stats_table.c.event_count > 0)
+            .order_by(stats_table.c.sensor_id)
+        ).scalars()
+    )
 
 
 def count_prunable(connection, sensor_id: str, cutoff_us: int) -> int:
     return connection.execute(
-        select(func.count()).select_from(events_table)
+        select(func.count())
+        .select_from(events_table)
         .where(events_table.c.sensor_id == sensor_id, events_table.c.ts < cutoff_us)
     ).scalar_one()

@@ -77,19 +77,36 @@ def post_events(request):
     # All or nothing by default; in partial mode a batch with no valid item is refused too.
     refuse = bool(rejections) and (not config.partial or len(rejections) == len(parsed.items))
     job = WriteJob(sensor_id_of(request), [] if refuse else parsed.rows, len(rejections))
-    _commit(request, config, job, EventsIngested(
-        request=request, sensor_id=job.sensor_id, batch_size=len(parsed.items),
-        accepted=0, duplicates=0, rejected=len(rejections),
-        rejected_by_reason=dict(Counter(rejection.reason for rejection in rejections))))
+    _commit(
+        request,
+        config,
+        job,
+        EventsIngested(
+            request=request,
+            sensor_id=job.sensor_id,
+            batch_size=len(parsed.items),
+            accepted=0,
+            duplicates=0,
+            rejected=len(rejections),
+            rejected_by_reason=dict(Counter(rejection.reason for rejection in rejections)),
+        ),
+    )
     if refuse:
         # Returned, not raised: the rejected counter was written and must commit.
         return problem_response(
-            request, 422, f"{len(rejections)} of {len(parsed.items)} events are invalid; "
+            request,
+            422,
+            f"{len(rejections)} of {len(parsed.items)} events are invalid; "
             "nothing was stored: fix them and resend the batch",
-            errors=[rejection.as_error() for rejection in rejections])
+            errors=[rejection.as_error() for rejection in rejections],
+        )
     request.response.status = 201
-    return {"accepted": job.accepted, "duplicates": job.duplicates, "rejected": len(rejections),
-            "results": _results(parsed.items, job.accepted_flags)}
+    return {
+        "accepted": job.accepted,
+        "duplicates": job.duplicates,
+        "rejected": len(rejections),
+        "results": _results(parsed.items, job.accepted_flags),
+    }
 
 
 def _commit(request, config: IngestConfig, job: WriteJob, event: EventsIngested) -> None:
@@ -104,9 +121,11 @@ def _commit(request, config: IngestConfig, job: WriteJob, event: EventsIngested)
         config.writer.submit(job, config.commit_timeout)
     except WriterUnavailable as error:
         log.warning("events_not_committed", error=str(error), events=len(job.rows))
-        raise problem(503, "the events could not be committed; nothing was acknowledged: "
-                           "retry later", headers={"Retry-After": str(
-                               DATABASE_RETRY_AFTER_SECONDS)})
+        raise problem(
+            503,
+            "the events could not be committed; nothing was acknowledged: retry later",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     request.registry.notify(_with_counts(event, job))
 
 
@@ -160,21 +179,29 @@ def _events_response(request, sensor_id: str):
     offers = request.accept.acceptable_offers(["application/json", NDJSON])
     if offers and offers[0][0] == NDJSON:
         explicit_limit = limit if "limit" in request.GET else None
-        return Response(app_iter=_export(request.registry["dbengine"], query, explicit_limit),
-                        content_type=NDJSON, charset=None)
+        return Response(
+            app_iter=_export(request.registry["dbengine"], query, explicit_limit),
+            content_type=NDJSON,
+            charset=None,
+        )
     connection = request.dbsession.connection()
     rows = connection.execute(select_events(query, limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (encode_cursor(query.newest_first, rows[-1].ts, rows[-1].id)
-                   if more else None)
+    next_cursor = encode_cursor(query.newest_first, rows[-1].ts, rows[-1].id) if more else None
     return {"events": [event_json(row) for row in rows], "nextCursor": next_cursor}
 
 
 def event_json(row) -> dict:
-    return {"eventId": row.event_id, "type": row.type, "value": row.value, "unit": row.unit,
-            "ts": format_timestamp(row.ts), "receivedAt": format_timestamp(row.received_at),
-            "data": orjson.Fragment(row.data) if row.data is not None else None}
+    return {
+        "eventId": row.event_id,
+        "type": row.type,
+        "value": row.value,
+        "unit": row.unit,
+        "ts": format_timestamp(row.ts),
+        "receivedAt": format_timestamp(row.received_at),
+        "data": orjson.Fragment(row.data) if row.data is not None else None,
+    }
 
 
 def _export(engine, query: EventQuery, limit: int | None):
@@ -198,8 +225,12 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
     errors = []
     unknown = sorted(set(params) - QUERY_PARAMS)
     for name in unknown:
-        errors.append({"path": name, "message": "unknown parameter; use type, since, until, "
-                                                "limit, order or cursor"})
+        errors.append(
+            {
+                "path": name,
+                "message": "unknown parameter; use type, since, until, limit, order or cursor",
+            }
+        )
     types = tuple(params.getall("type"))
     for kind in types:
         if TYPE_PATTERN.fullmatch(kind) is None:
@@ -208,8 +239,7 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
     if "limit" in params:
         raw = params["limit"]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            errors.append({"path": "limit", "message": f"must be an integer from 1 to "
-                                                       f"{MAX_PAGE}"})
+            errors.append({"path": "limit", "message": f"must be an integer from 1 to {MAX_PAGE}"})
         else:
             limit = int(raw)
     order = params.get("order", "newest")
@@ -222,8 +252,12 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
             continue
         value = parse_timestamp(int(raw) if raw.isdigit() and len(raw) < 19 else raw)
         if value is None:
-            errors.append({"path": name, "message": "must be RFC 3339 with an offset or "
-                                                    "integer epoch milliseconds"})
+            errors.append(
+                {
+                    "path": name,
+                    "message": "must be RFC 3339 with an offset or integer epoch milliseconds",
+                }
+            )
         bounds[name] = value
     newest_first = order != "oldest"
     after = None
@@ -233,10 +267,14 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
         except ValueError as error:
             errors.append({"path": "cursor", "message": str(error)})
     if errors:
-        raise problem(400, "invalid query: " + "; ".join(f"{e['path']} {e['message']}"
-                                                         for e in errors), errors=errors)
-    return EventQuery(sensor_id, types, bounds.get("since"), bounds.get("until"),
-                      newest_first, after), limit
+        raise problem(
+            400,
+            "invalid query: " + "; ".join(f"{e['path']} {e['message']}" for e in errors),
+            errors=errors,
+        )
+    return EventQuery(
+        sensor_id, types, bounds.get("since"), bounds.get("until"), newest_first, after
+    ), limit
 
 
 # --- GET /api/v1/sensor contribution
@@ -245,8 +283,9 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
 def sensor_counters(request, sensor_id: str) -> dict:
     counters = read_counters(request.dbsession.connection(), sensor_id)
     last = counters["last_event_at"]
-    return {"eventCount": counters["event_count"],
-            "duplicateCount": counters["duplicate_count"],
-            "rejectedCount": counters["rejected_count"],
-            "lastEventAt": format_timestamp(last) if last is not None else None}
-
+    return {
+        "eventCount": counters["event_count"],
+        "duplicateCount": counters["duplicate_count"],
+        "rejectedCount": counters["rejected_count"],
+        "lastEventAt": format_timestamp(last) if last is not None else None,
+    }

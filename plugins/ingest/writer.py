@@ -56,9 +56,16 @@ _live_writers: weakref.WeakSet = weakref.WeakSet()
 
 
 class GroupCommitWriter:
-    def __init__(self, engine, *, max_events: int = 10000, max_wait: float = 0.0,
-                 max_queue: int = 10000, idle_seconds: float = 2.0,
-                 notify: Callable[[object], None] | None = None):
+    def __init__(
+        self,
+        engine,
+        *,
+        max_events: int = 10000,
+        max_wait: float = 0.0,
+        max_queue: int = 10000,
+        idle_seconds: float = 2.0,
+        notify: Callable[[object], None] | None = None,
+    ):
         self.engine = engine
         self._turns = writer_turns(engine)  # several worker processes: one writes at a time
         self.max_events = max_events
@@ -85,8 +92,9 @@ class GroupCommitWriter:
             except queue.Full:
                 raise WriterUnavailable("the write queue is full") from None
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ingest-group-commit",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="ingest-group-commit", daemon=True
+                )
                 self._thread.start()
         if not pending.done.wait(timeout):
             # It may still commit later: the client retries and, with an eventId, gets a
@@ -137,8 +145,11 @@ class GroupCommitWriter:
         while events < self.max_events:
             try:
                 remaining = deadline - time.monotonic()
-                item = (self._queue.get(timeout=remaining) if remaining > 0
-                        else self._queue.get_nowait())
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if item is _STOP:
@@ -169,8 +180,12 @@ class GroupCommitWriter:
             succeeded = True
         except Exception as error:
             succeeded = False
-            log.warning("group_commit_failed", requests=len(group), events=events,
-                        error=type(error).__name__)
+            log.warning(
+                "group_commit_failed",
+                requests=len(group),
+                events=events,
+                error=type(error).__name__,
+            )
             if len(group) > 1:
                 for pending in group:  # alone, so one bad job cannot fail the others
                     try:
@@ -181,9 +196,14 @@ class GroupCommitWriter:
                 group[0].error = error
         for pending in group:
             pending.done.set()
-        self.notify(CommitGroupFlushed(requests=len(group), events=events,
-                                       duration_seconds=time.perf_counter() - started,
-                                       succeeded=succeeded))
+        self.notify(
+            CommitGroupFlushed(
+                requests=len(group),
+                events=events,
+                duration_seconds=time.perf_counter() - started,
+                succeeded=succeeded,
+            )
+        )
 
     def _write(self, jobs: list[WriteJob]) -> None:
         with self._turns, self.engine.begin() as connection:

@@ -57,18 +57,38 @@ def as_logger_levels(raw: str) -> dict[str, int]:
 
 
 SETTINGS = (
-    Setting("sensorhub.logging.format", as_choice("json", "console"), "json",
-            "json: one JSON object per line (production); console: readable, for a terminal"),
-    Setting("sensorhub.logging.level", as_level, logging.INFO,
-            "lowest level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    Setting("sensorhub.logging.levels", as_logger_levels, {},
-            "per-logger levels, e.g. 'sqlalchemy.engine=INFO waitress=WARNING' (SQLAlchemy is "
-            "at WARNING unless named here)"),
-    Setting("sensorhub.logging.quiet_routes", as_list, ["healthz", "readyz", "metrics"],
-            "route names whose successful requests log no request_finished line (probes, "
-            "scrapes); errors are always logged"),
-    Setting("sensorhub.logging.quiet_sample_rate", as_float(0.0, 1.0), 0.0,
-            "fraction of the quiet routes' successful requests still logged (0: none)"),
+    Setting(
+        "sensorhub.logging.format",
+        as_choice("json", "console"),
+        "json",
+        "json: one JSON object per line (production); console: readable, for a terminal",
+    ),
+    Setting(
+        "sensorhub.logging.level",
+        as_level,
+        logging.INFO,
+        "lowest level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    ),
+    Setting(
+        "sensorhub.logging.levels",
+        as_logger_levels,
+        {},
+        "per-logger levels, e.g. 'sqlalchemy.engine=INFO waitress=WARNING' (SQLAlchemy is "
+        "at WARNING unless named here)",
+    ),
+    Setting(
+        "sensorhub.logging.quiet_routes",
+        as_list,
+        ["healthz", "readyz", "metrics"],
+        "route names whose successful requests log no request_finished line (probes, "
+        "scrapes); errors are always logged",
+    ),
+    Setting(
+        "sensorhub.logging.quiet_sample_rate",
+        as_float(0.0, 1.0),
+        0.0,
+        "fraction of the quiet routes' successful requests still logged (0: none)",
+    ),
 )
 
 
@@ -79,14 +99,21 @@ def includeme(config) -> None:
     if config.registry.get("sensorhub.process") == "admin":
         stream_name = "stderr"
         if pipeline.is_tty(sys.stderr) and not _from_environment(
-                config.registry, "sensorhub.logging.format"):
+            config.registry, "sensorhub.logging.format"
+        ):
             output_format = "console"
-    pipeline.configure(output_format, settings["sensorhub.logging.level"],
-                       settings["sensorhub.logging.levels"], stream_name)
+    pipeline.configure(
+        output_format,
+        settings["sensorhub.logging.level"],
+        settings["sensorhub.logging.levels"],
+        stream_name,
+    )
     config.registry["sensorhub.logging.effective_format"] = output_format  # for tests, pshell
     config.include(".summary")
 
 
 def _from_environment(registry, key: str) -> bool:
-    return any(resolved.setting.key == key and resolved.source == "env"
-               for resolved in settings_table(registry))
+    return any(
+        resolved.setting.key == key and resolved.source == "env"
+        for resolved in settings_table(registry)
+    )

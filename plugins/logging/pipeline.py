@@ -75,22 +75,34 @@ def shared_processors() -> list:
 def build_formatter(output_format: str, colors: bool = False) -> logging.Formatter:
     if output_format == "json":
         render_exception = structlog.processors.ExceptionRenderer(
-            ExceptionDictTransformer(show_locals=False))
+            ExceptionDictTransformer(show_locals=False)
+        )
         tail = [put_essentials_first, structlog.processors.JSONRenderer(serializer=dumps_one_line)]
     else:
         render_exception = structlog.processors.format_exc_info  # text, without locals
-        tail = [escape_control_characters,
-                structlog.dev.ConsoleRenderer(colors=colors,
-                                              exception_formatter=structlog.dev.plain_traceback)]
+        tail = [
+            escape_control_characters,
+            structlog.dev.ConsoleRenderer(
+                colors=colors, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared_processors(), structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    render_exception, redact_secrets, *tail],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            render_exception,
+            redact_secrets,
+            *tail,
+        ],
     )
 
 
-def configure(output_format: str = "json", level: int = logging.INFO,
-              levels: dict[str, int] | None = None, stream_name: str = "stdout") -> logging.Handler:
+def configure(
+    output_format: str = "json",
+    level: int = logging.INFO,
+    levels: dict[str, int] | None = None,
+    stream_name: str = "stdout",
+) -> logging.Handler:
     """(Re)configure logging for the whole process; safe to call any number of times.
 
     Replaces the root logger's console handlers (this plugin's earlier one, and any plain

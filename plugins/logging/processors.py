@@ -36,12 +36,14 @@ PUBLIC_KEYS = frozenset({"token_id"})
 _MAX_DEPTH = 12
 
 _SENSITIVE_KEY = re.compile(
-    r"token|passw(?:or)?d|secret|authorization|cookie|api_?key|credential|provisioning_key")
+    r"token|passw(?:or)?d|secret|authorization|cookie|api_?key|credential|provisioning_key"
+)
 # A placeholder such as "Bearer <token>" (in help texts) is documentation, not a credential.
 _SECRET_IN_TEXT = re.compile(
     r"(?P<shs>shs_)[A-Za-z0-9]{30,}"
     r"|(?P<scheme>\b(?i:bearer|basic)\s+)(?!<\w+>[\"'.,;)]*(?:\s|$))\S+"
-    r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)")
+    r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)"
+)
 
 _PLAIN = (int, float, bool, type(None), datetime.datetime, datetime.date, uuid.UUID)
 
@@ -69,9 +71,14 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     if depth >= _MAX_DEPTH:
         return "[…]"
     if isinstance(value, dict):
-        return {key: (REDACTED if isinstance(key, str) and is_sensitive_key(key)
-                      and item is not None else redact_value(item, depth + 1))
-                for key, item in value.items()}
+        return {
+            key: (
+                REDACTED
+                if isinstance(key, str) and is_sensitive_key(key) and item is not None
+                else redact_value(item, depth + 1)
+            )
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple | set | frozenset):
         return [redact_value(item, depth + 1) for item in value]
     if isinstance(value, bytes):
@@ -93,8 +100,9 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def _escape_char(match: re.Match) -> str:
     char = match.group()
-    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
-                                else f"\\u{ord(char):04x}")
+    return _NAMED.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
 
 
 def escape_control_characters(_logger, _method, event_dict: dict) -> dict:
@@ -116,8 +124,11 @@ def escape_control_characters(_logger, _method, event_dict: dict) -> dict:
 
 # --- JSON
 
-_LINE_SEPARATORS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"),
-                    (b"\xe2\x80\xa9", b"\\u2029"))
+_LINE_SEPARATORS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
 
 
 def _fallback(value: Any) -> str:

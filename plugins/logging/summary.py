@@ -89,8 +89,13 @@ def request_summary_tween_factory(handler, registry):
 
     def _log_summary(request, response, started, error) -> None:
         status = response.status_code if response is not None else 500
-        level = (logging.ERROR if status >= 500 else
-                 logging.WARNING if status in _WARNING_STATUSES else logging.INFO)
+        level = (
+            logging.ERROR
+            if status >= 500
+            else logging.WARNING
+            if status in _WARNING_STATUSES
+            else logging.INFO
+        )
         if not enabled_for(level):  # filtered out: don't gather what nobody will read
             return
         line = {
@@ -118,8 +123,13 @@ def request_summary_tween_factory(handler, registry):
 
 
 def _log_retry(request, error) -> None:
-    log.info("request_retried", method=request.method, path=request.path,
-             attempt=request.environ.get("retry.attempt"), error=type(error).__name__)
+    log.info(
+        "request_retried",
+        method=request.method,
+        path=request.path,
+        attempt=request.environ.get("retry.attempt"),
+        error=type(error).__name__,
+    )
 
 
 def _matched_route_name(request) -> str | None:
@@ -177,8 +187,12 @@ def _on_events_ingested(event: EventsIngested) -> None:
     if event.request is None:
         return
     facts = facts_of(event.request)
-    facts.update(events_batch=event.batch_size, events_accepted=event.accepted,
-                 events_duplicates=event.duplicates, events_rejected=event.rejected)
+    facts.update(
+        events_batch=event.batch_size,
+        events_accepted=event.accepted,
+        events_duplicates=event.duplicates,
+        events_rejected=event.rejected,
+    )
     if event.rejected_by_reason:
         facts["events_rejected_by_reason"] = dict(event.rejected_by_reason)
     if event.sensor_id and "sensor_id" not in facts:
@@ -186,13 +200,22 @@ def _on_events_ingested(event: EventsIngested) -> None:
 
 
 def _on_commit_group_flushed(event: CommitGroupFlushed) -> None:
-    log.debug("commit_group_flushed", requests=event.requests, events=event.events,
-              duration_ms=round(event.duration_seconds * 1000, 3), succeeded=event.succeeded)
+    log.debug(
+        "commit_group_flushed",
+        requests=event.requests,
+        events=event.events,
+        duration_ms=round(event.duration_seconds * 1000, 3),
+        succeeded=event.succeeded,
+    )
 
 
 def _on_admin_command_finished(event: AdminCommandFinished) -> None:
-    line = {"command": event.command, "succeeded": event.succeeded, "rows": event.rows,
-            "duration_ms": round(event.duration_seconds * 1000, 3)}
+    line = {
+        "command": event.command,
+        "succeeded": event.succeeded,
+        "rows": event.rows,
+        "duration_ms": round(event.duration_seconds * 1000, 3),
+    }
     admin_log = structlog.get_logger("sensorhub.admin")
     if event.succeeded:
         admin_log.info("admin_command_finished", **line)
@@ -210,6 +233,8 @@ def includeme(config) -> None:
     # Under the request-ID tween: inside the request's context. Over pyramid_tm (and so the
     # exception view): sees final statuses and times the commit. Both bounds are needed;
     # `under` alone lets Pyramid sort it below the exception view once other tweens exist.
-    config.add_tween("plugins.logging.summary.request_summary_tween_factory",
-                     under="sensorhub.request_id.request_id_tween_factory",
-                     over=("pyramid_tm.tm_tween_factory", EXCVIEW))
+    config.add_tween(
+        "plugins.logging.summary.request_summary_tween_factory",
+        under="sensorhub.request_id.request_id_tween_factory",
+        over=("pyramid_tm.tm_tween_factory", EXCVIEW),
+    )

@@ -41,26 +41,53 @@ __all__ = ["AppMetrics", "includeme", "metrics_of"]
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 SETTINGS = (
-    Setting("sensorhub.metrics.path", as_str, "/metrics",
-            "URL path of the Prometheus exposition on the main port"),
-    Setting("sensorhub.metrics.buckets", as_buckets, DEFAULT_BUCKETS,
-            "request latency histogram buckets in seconds, ascending, space-separated"),
-    Setting("sensorhub.metrics.token", as_str, "",
-            "if set, /metrics requires 'Authorization: Bearer <token>' (empty: open)",
-            secret=True),
-    Setting("sensorhub.metrics.port", as_int(0, 65535), 0,
-            "serve the metrics on this separate port instead of the main one (0: off)"),
-    Setting("sensorhub.metrics.host", as_str, "127.0.0.1",
-            "address of the separate metrics port"),
-    Setting("sensorhub.metrics.multiproc_dir", as_str, "",
-            "multi-process mode: the directory of the workers' metric files; must be set in "
-            "the process environment by the launcher, before start",
-            env="PROMETHEUS_MULTIPROC_DIR"),
-    Setting("sensorhub.metrics.pushgateway_url", as_str, "",
-            "admin commands push their metrics to this Pushgateway (empty: no push)",
-            env="SENSORHUB_PUSHGATEWAY_URL"),
-    Setting("sensorhub.metrics.pushgateway_timeout", as_duration, 5.0,
-            "how long an admin command waits for the Pushgateway"),
+    Setting(
+        "sensorhub.metrics.path",
+        as_str,
+        "/metrics",
+        "URL path of the Prometheus exposition on the main port",
+    ),
+    Setting(
+        "sensorhub.metrics.buckets",
+        as_buckets,
+        DEFAULT_BUCKETS,
+        "request latency histogram buckets in seconds, ascending, space-separated",
+    ),
+    Setting(
+        "sensorhub.metrics.token",
+        as_str,
+        "",
+        "if set, /metrics requires 'Authorization: Bearer <token>' (empty: open)",
+        secret=True,
+    ),
+    Setting(
+        "sensorhub.metrics.port",
+        as_int(0, 65535),
+        0,
+        "serve the metrics on this separate port instead of the main one (0: off)",
+    ),
+    Setting("sensorhub.metrics.host", as_str, "127.0.0.1", "address of the separate metrics port"),
+    Setting(
+        "sensorhub.metrics.multiproc_dir",
+        as_str,
+        "",
+        "multi-process mode: the directory of the workers' metric files; must be set in "
+        "the process environment by the launcher, before start",
+        env="PROMETHEUS_MULTIPROC_DIR",
+    ),
+    Setting(
+        "sensorhub.metrics.pushgateway_url",
+        as_str,
+        "",
+        "admin commands push their metrics to this Pushgateway (empty: no push)",
+        env="SENSORHUB_PUSHGATEWAY_URL",
+    ),
+    Setting(
+        "sensorhub.metrics.pushgateway_timeout",
+        as_duration,
+        5.0,
+        "how long an admin command waits for the Pushgateway",
+    ),
 )
 
 

@@ -37,13 +37,22 @@ class PoolCollector:
         max_overflow = getattr(pool, "_max_overflow", None)
         yield _gauge("sensorhub_db_pool_size", "Connections the pool keeps open", size)
         if max_overflow is not None:
-            yield _gauge("sensorhub_db_pool_max_overflow", "Extra connections the pool may "
-                         "open under load (-1: unlimited)", max_overflow)
-        yield _gauge("sensorhub_db_pool_checked_out_connections", "Connections in use by "
-                     "requests or the writer right now", checked_out)
+            yield _gauge(
+                "sensorhub_db_pool_max_overflow",
+                "Extra connections the pool may open under load (-1: unlimited)",
+                max_overflow,
+            )
+        yield _gauge(
+            "sensorhub_db_pool_checked_out_connections",
+            "Connections in use by requests or the writer right now",
+            checked_out,
+        )
         # QueuePool counts overflow from -pool_size; only the positive part is open connections.
-        yield _gauge("sensorhub_db_pool_overflow_connections", "Connections open above the "
-                     "pool size right now", max(0, overflow))
+        yield _gauge(
+            "sensorhub_db_pool_overflow_connections",
+            "Connections open above the pool size right now",
+            max(0, overflow),
+        )
 
 
 class WaitressCollector:
@@ -57,11 +66,17 @@ class WaitressCollector:
         busy = getattr(dispatcher, "active_count", None)
         queue = getattr(dispatcher, "queue", None)
         if busy is not None:
-            yield _gauge("sensorhub_server_busy_threads", "Waitress threads running a request "
-                         "right now", busy)
+            yield _gauge(
+                "sensorhub_server_busy_threads",
+                "Waitress threads running a request right now",
+                busy,
+            )
         if queue is not None:
-            yield _gauge("sensorhub_server_queued_requests", "Requests waitress has read and "
-                         "queued, waiting for a free thread", len(queue))
+            yield _gauge(
+                "sensorhub_server_queued_requests",
+                "Requests waitress has read and queued, waiting for a free thread",
+                len(queue),
+            )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

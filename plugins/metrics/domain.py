@@ -61,9 +61,13 @@ def subscribers(metrics: AppMetrics) -> dict:
         metrics.commit_group_events.observe(event.events)
         metrics.commit_group_duration.observe(event.duration_seconds)
 
-    return {EventsIngested: on_events_ingested, SensorAuthenticated: on_sensor_authenticated,
-            AuthenticationFailed: on_authentication_failed, RequestRateLimited: on_rate_limited,
-            CommitGroupFlushed: on_commit_group_flushed}
+    return {
+        EventsIngested: on_events_ingested,
+        SensorAuthenticated: on_sensor_authenticated,
+        AuthenticationFailed: on_authentication_failed,
+        RequestRateLimited: on_rate_limited,
+        CommitGroupFlushed: on_commit_group_flushed,
+    }
 
 
 def time_transactions(engine, metrics: AppMetrics) -> None:

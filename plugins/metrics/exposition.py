@@ -63,15 +63,22 @@ def metrics_view_factory(source, token: str):
 
     def metrics_view(request):
         if expected and not _authorized(request, expected):
-            return problem_response(request, 401, "the metrics need 'Authorization: Bearer "
-                                    "<sensorhub.metrics.token>'",
-                                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+            return problem_response(
+                request,
+                401,
+                "the metrics need 'Authorization: Bearer <sensorhub.metrics.token>'",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         try:
             body, content_type = exposition(source, request.headers.get("Accept", ""))
         except FileNotFoundError as error:
             log.warning("metrics_files_vanished", error=str(error))
-            return problem_response(request, 503, "worker metric files changed during the "
-                                    "scrape; retry", headers={"Retry-After": "1"})
+            return problem_response(
+                request,
+                503,
+                "worker metric files changed during the scrape; retry",
+                headers={"Retry-After": "1"},
+            )
         response = Response(body=body, charset=None)
         response.headers["Content-Type"] = content_type
         response.headers["Cache-Control"] = "no-store"
@@ -83,7 +90,8 @@ def metrics_view_factory(source, token: str):
 def _authorized(request, expected: bytes) -> bool:
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
-        credentials.strip().encode("utf-8"), expected)
+        credentials.strip().encode("utf-8"), expected
+    )
 
 
 def includeme(config, multiproc_dir: str) -> None:
@@ -98,8 +106,14 @@ def includeme(config, multiproc_dir: str) -> None:
             log.info("metrics_server_started", host=host, port=port)
         return
     config.add_route(ROUTE_NAME, settings["sensorhub.metrics.path"])
-    config.add_view(metrics_view_factory(source, settings["sensorhub.metrics.token"]),
-                    route_name=ROUTE_NAME, request_method=("GET", "HEAD"))
-    config.add_api_capability("metrics", description="Prometheus metrics (RED, USE, domain)",
-                              url=settings["sensorhub.metrics.path"],
-                              protected=bool(settings["sensorhub.metrics.token"]))
+    config.add_view(
+        metrics_view_factory(source, settings["sensorhub.metrics.token"]),
+        route_name=ROUTE_NAME,
+        request_method=("GET", "HEAD"),
+    )
+    config.add_api_capability(
+        "metrics",
+        description="Prometheus metrics (RED, USE, domain)",
+        url=settings["sensorhub.metrics.path"],
+        protected=bool(settings["sensorhub.metrics.token"]),
+    )

@@ -17,8 +17,17 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 UNMATCHED_ROUTE = "unmatched"
 EVENT_OUTCOMES = ("accepted", "duplicate", "rejected")
 # sensorhub.events.AuthenticationFailed documents its bounded reasons.
-AUTH_FAILURE_REASONS = ("missing", "malformed", "bad_checksum", "unknown", "expired", "revoked",
-                        "disabled", "wrong_scheme", "token_in_query")
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "malformed",
+    "bad_checksum",
+    "unknown",
+    "expired",
+    "revoked",
+    "disabled",
+    "wrong_scheme",
+    "token_in_query",
+)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP_REQUESTS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 GROUP_EVENTS_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
@@ -45,63 +54,117 @@ class AppMetrics:
 
         # --- RED
         self.http_requests = Counter(
-            "sensorhub_http_requests", "HTTP requests answered, by method, route name and "
-            "status code", ["method", "route", "status"], registry=registry)
+            "sensorhub_http_requests",
+            "HTTP requests answered, by method, route name and status code",
+            ["method", "route", "status"],
+            registry=registry,
+        )
         self.http_duration = Histogram(
-            "sensorhub_http_request_duration_seconds", "Time from the request entering the "
+            "sensorhub_http_request_duration_seconds",
+            "Time from the request entering the "
             "app to its response (commit included), by method and route name",
-            ["method", "route"], buckets=buckets, registry=registry)
+            ["method", "route"],
+            buckets=buckets,
+            registry=registry,
+        )
         self.http_in_flight = Gauge(
-            "sensorhub_http_requests_in_flight", "Requests being handled right now (each holds "
-            "a server thread)", registry=registry, multiprocess_mode="livesum")
+            "sensorhub_http_requests_in_flight",
+            "Requests being handled right now (each holds a server thread)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.http_retries = Counter(
-            "sensorhub_http_request_retries", "Request attempts that failed with a retryable "
+            "sensorhub_http_request_retries",
+            "Request attempts that failed with a retryable "
             "error (serialisation failure, deadlock) and were run again, by route name",
-            ["route"], registry=registry)
+            ["route"],
+            registry=registry,
+        )
 
         # --- domain (after commit)
         self.events_ingested = Counter(
-            "sensorhub_events_ingested", "Events received in committed requests, by outcome",
-            ["outcome"], registry=registry)
+            "sensorhub_events_ingested",
+            "Events received in committed requests, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
         self.events_rejected = Counter(
-            "sensorhub_events_rejected", "Events refused by validation, by reason code",
-            ["reason"], registry=registry)
+            "sensorhub_events_rejected",
+            "Events refused by validation, by reason code",
+            ["reason"],
+            registry=registry,
+        )
         self.ingest_batch_size = Histogram(
-            "sensorhub_ingest_batch_size_events", "Events per ingestion request",
-            buckets=BATCH_SIZE_BUCKETS, registry=registry)
+            "sensorhub_ingest_batch_size_events",
+            "Events per ingestion request",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
         self.auth_successes = Counter(
-            "sensorhub_sensor_authentications", "Requests in which a sensor authenticated",
-            registry=registry)
+            "sensorhub_sensor_authentications",
+            "Requests in which a sensor authenticated",
+            registry=registry,
+        )
         self.auth_failures = Counter(
-            "sensorhub_auth_failures", "Refused credentials, by reason code", ["reason"],
-            registry=registry)
+            "sensorhub_auth_failures",
+            "Refused credentials, by reason code",
+            ["reason"],
+            registry=registry,
+        )
         self.rate_limited = Counter(
-            "sensorhub_rate_limited_requests", "Requests refused with 429, by limit", ["scope"],
-            registry=registry)
+            "sensorhub_rate_limited_requests",
+            "Requests refused with 429, by limit",
+            ["scope"],
+            registry=registry,
+        )
         self.commit_groups = Counter(
-            "sensorhub_ingest_commit_groups", "Group commits by the ingestion writer, by "
-            "outcome", ["outcome"], registry=registry)
+            "sensorhub_ingest_commit_groups",
+            "Group commits by the ingestion writer, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
         self.commit_group_requests = Histogram(
-            "sensorhub_ingest_commit_group_requests", "Requests sharing one group commit",
-            buckets=GROUP_REQUESTS_BUCKETS, registry=registry)
+            "sensorhub_ingest_commit_group_requests",
+            "Requests sharing one group commit",
+            buckets=GROUP_REQUESTS_BUCKETS,
+            registry=registry,
+        )
         self.commit_group_events = Histogram(
-            "sensorhub_ingest_commit_group_events", "Events written by one group commit",
-            buckets=GROUP_EVENTS_BUCKETS, registry=registry)
+            "sensorhub_ingest_commit_group_events",
+            "Events written by one group commit",
+            buckets=GROUP_EVENTS_BUCKETS,
+            registry=registry,
+        )
         self.commit_group_duration = Histogram(
-            "sensorhub_ingest_commit_group_duration_seconds", "Time one group commit took",
-            buckets=DB_BUCKETS, registry=registry)
+            "sensorhub_ingest_commit_group_duration_seconds",
+            "Time one group commit took",
+            buckets=DB_BUCKETS,
+            registry=registry,
+        )
         self.db_transaction_duration = Histogram(
-            "sensorhub_db_transaction_duration_seconds", "Time a database transaction stayed "
+            "sensorhub_db_transaction_duration_seconds",
+            "Time a database transaction stayed "
             "open, from BEGIN (on SQLite, the wait for the write lock included) to COMMIT or "
-            "ROLLBACK, by outcome", ["outcome"], buckets=DB_BUCKETS, registry=registry)
+            "ROLLBACK, by outcome",
+            ["outcome"],
+            buckets=DB_BUCKETS,
+            registry=registry,
+        )
 
         # --- USE and identity
         self.server_threads = Gauge(
-            "sensorhub_server_threads", "Worker threads the server was configured with",
-            registry=registry, multiprocess_mode="livesum")
+            "sensorhub_server_threads",
+            "Worker threads the server was configured with",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.build_info = Gauge(
-            "sensorhub_build_info", "Always 1; the version label says what is running",
-            ["version"], registry=registry, multiprocess_mode="max")
+            "sensorhub_build_info",
+            "Always 1; the version label says what is running",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
 
         self.build_info.labels(__version__).set(1)
         for outcome in EVENT_OUTCOMES:

@@ -28,26 +28,44 @@ log = structlog.get_logger(__name__)
 
 def admin_metrics(event: AdminCommandFinished) -> CollectorRegistry:
     registry = CollectorRegistry()
-    Gauge("sensorhub_admin_command_duration_seconds", "How long the admin command ran",
-          registry=registry).set(event.duration_seconds)
-    Gauge("sensorhub_admin_command_succeeded", "1 if the admin command succeeded, else 0",
-          registry=registry).set(1 if event.succeeded else 0)
-    Gauge("sensorhub_admin_command_last_run_timestamp_seconds", "When the admin command ended "
-          "(Unix time)", registry=registry).set(time.time())
+    Gauge(
+        "sensorhub_admin_command_duration_seconds",
+        "How long the admin command ran",
+        registry=registry,
+    ).set(event.duration_seconds)
+    Gauge(
+        "sensorhub_admin_command_succeeded",
+        "1 if the admin command succeeded, else 0",
+        registry=registry,
+    ).set(1 if event.succeeded else 0)
+    Gauge(
+        "sensorhub_admin_command_last_run_timestamp_seconds",
+        "When the admin command ended (Unix time)",
+        registry=registry,
+    ).set(time.time())
     if event.rows is not None:
-        Gauge("sensorhub_admin_command_rows", "Rows the admin command changed",
-              registry=registry).set(event.rows)
+        Gauge(
+            "sensorhub_admin_command_rows", "Rows the admin command changed", registry=registry
+        ).set(event.rows)
     return registry
 
 
 def pusher(url: str, timeout: float):
     def on_admin_command_finished(event: AdminCommandFinished) -> None:
         try:
-            push_to_gateway(url, job=JOB, registry=admin_metrics(event),
-                            grouping_key={"command": event.command}, timeout=timeout)
+            push_to_gateway(
+                url,
+                job=JOB,
+                registry=admin_metrics(event),
+                grouping_key={"command": event.command},
+                timeout=timeout,
+            )
         except Exception as error:  # the command's result matters more than its metrics
-            log.warning("pushgateway_push_failed", command=event.command,
-                        error=f"{type(error).__name__}: {error}")
+            log.warning(
+                "pushgateway_push_failed",
+                command=event.command,
+                error=f"{type(error).__name__}: {error}",
+            )
 
     return on_admin_command_finished
 
@@ -56,5 +74,6 @@ def includeme(config) -> None:
     settings = config.registry.settings
     url = settings["sensorhub.metrics.pushgateway_url"]
     if url:
-        config.add_subscriber(pusher(url, settings["sensorhub.metrics.pushgateway_timeout"]),
-                              AdminCommandFinished)
+        config.add_subscriber(
+            pusher(url, settings["sensorhub.metrics.pushgateway_timeout"]), AdminCommandFinished
+        )

@@ -39,7 +39,8 @@ def red_tween_factory(handler, registry):
         counter = counters.get((method, route, status))
         if counter is None:
             counter = counters[(method, route, status)] = metrics.http_requests.labels(
-                method, route, str(status))
+                method, route, str(status)
+            )
         timer = timers.get((method, route))
         if timer is None:
             timer = timers[(method, route)] = metrics.http_duration.labels(method, route)
@@ -70,6 +71,8 @@ def red_tween_factory(handler, registry):
 
 
 def includeme(config) -> None:
-    config.add_tween("plugins.metrics.red.red_tween_factory",
-                     under="sensorhub.request_id.request_id_tween_factory",
-                     over="pyramid_tm.tm_tween_factory")
+    config.add_tween(
+        "plugins.metrics.red.red_tween_factory",
+        under="sensorhub.request_id.request_id_tween_factory",
+        over="pyramid_tm.tm_tween_factory",
+    )

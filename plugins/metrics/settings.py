@@ -16,7 +16,8 @@ def check_workers(workers: int, directory: str) -> None:
         raise StartupError(
             f"sensorhub.workers is {workers}, so /metrics must add up the workers' values: "
             "export PROMETHEUS_MULTIPROC_DIR (an empty, writable directory) before starting "
-            "the server, or set sensorhub.workers = 1")
+            "the server, or set sensorhub.workers = 1"
+        )
 
 
 def check_multiprocess(directory: str) -> str:
@@ -35,10 +36,13 @@ def check_multiprocess(directory: str) -> str:
             f"{where} is {directory!r}, but this process was not started with "
             "PROMETHEUS_MULTIPROC_DIR set to it: prometheus-client reads that variable from the "
             "environment when it is imported, so the launcher must export it before Python "
-            "starts (or leave it unset for a single-process server such as waitress)")
+            "starts (or leave it unset for a single-process server such as waitress)"
+        )
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
-        raise StartupError(f"{where} is {directory!r}, which is not a writable directory: "
-                           "create it (empty) before starting the workers")
+        raise StartupError(
+            f"{where} is {directory!r}, which is not a writable directory: "
+            "create it (empty) before starting the workers"
+        )
     return directory
 
 

@@ -6,7 +6,10 @@ import sensorhub.models  # noqa: F401  (registers the core tables on Base.metada
 from sensorhub.models.meta import Base
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata,
-                  render_as_batch=connection.dialect.name == "sqlite",
-                  transaction_per_migration=False)
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    transaction_per_migration=False,
+)
 context.run_migrations()

@@ -41,8 +41,9 @@ def add_config_uri(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sensorhub-admin",
-                                     description="SensorHub one-off admin commands.")
+    parser = argparse.ArgumentParser(
+        prog="sensorhub-admin", description="SensorHub one-off admin commands."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         command = entry_point.load()
@@ -72,7 +73,10 @@ def main(argv=None) -> int:
         sys.stderr.write(f"sensorhub-admin {args.command}: {error}\n")
         return 1
     finally:
-        env["registry"].notify(AdminCommandFinished(
-            env["registry"], args.command, time.perf_counter() - started, succeeded, rows))
+        env["registry"].notify(
+            AdminCommandFinished(
+                env["registry"], args.command, time.perf_counter() - started, succeeded, rows
+            )
+        )
         env["closer"]()
         env["registry"]["dbengine"].dispose()  # a one-off process leaves no connection behind

@@ -30,23 +30,46 @@ NAME_HOOK = TEMPLATE / "hooks" / "pre_gen_project.py"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="make plugin name=<name>",
-        description="Create a SensorHub plugin from templates/plugin (see docs/plugins.md).")
-    parser.add_argument("name", nargs="?", help="the plugin's name: a lowercase Python "
-                        "identifier, also its settings area and URL (e.g. weather_station)")
-    parser.add_argument("--package", action="store_true",
-                        help="a separate distributable package with its own setup.py/setup.cfg "
-                             "and an entry point, instead of plugins/<name>/ in this checkout")
-    parser.add_argument("--with-model", action="store_true",
-                        help="add a SQLAlchemy model and its own Alembic migration")
+        description="Create a SensorHub plugin from templates/plugin (see docs/plugins.md).",
+    )
+    parser.add_argument(
+        "name",
+        nargs="?",
+        help="the plugin's name: a lowercase Python "
+        "identifier, also its settings area and URL (e.g. weather_station)",
+    )
+    parser.add_argument(
+        "--package",
+        action="store_true",
+        help="a separate distributable package with its own setup.py/setup.cfg "
+        "and an entry point, instead of plugins/<name>/ in this checkout",
+    )
+    parser.add_argument(
+        "--with-model",
+        action="store_true",
+        help="add a SQLAlchemy model and its own Alembic migration",
+    )
     parser.add_argument("--description", help="one line: what the plugin adds")
-    parser.add_argument("--output-dir", type=Path,
-                        help="where to create it (default: plugins/ for an in-tree plugin, the "
-                             "checkout's parent directory for a package)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where to create it (default: plugins/ for an in-tree plugin, the "
+        "checkout's parent directory for a package)",
+    )
     prompts = parser.add_mutually_exclusive_group()
-    prompts.add_argument("--no-input", dest="interactive", action="store_false", default=None,
-                         help="never ask; take the name and options as given")
-    prompts.add_argument("--interactive", dest="interactive", action="store_true",
-                         help="ask for every choice even without a terminal")
+    prompts.add_argument(
+        "--no-input",
+        dest="interactive",
+        action="store_false",
+        default=None,
+        help="never ask; take the name and options as given",
+    )
+    prompts.add_argument(
+        "--interactive",
+        dest="interactive",
+        action="store_true",
+        help="ask for every choice even without a terminal",
+    )
     return parser
 
 
@@ -63,8 +86,9 @@ def ask(defaults: dict) -> dict:
     from cookiecutter.generate import generate_context
     from cookiecutter.prompt import prompt_for_config
 
-    context = generate_context(context_file=str(TEMPLATE / "cookiecutter.json"),
-                               extra_context=defaults)
+    context = generate_context(
+        context_file=str(TEMPLATE / "cookiecutter.json"), extra_context=defaults
+    )
     answers = prompt_for_config(context)
     return {key: value for key, value in answers.items() if not key.startswith("_")}
 
@@ -82,14 +106,18 @@ def project_dir_name(answers: dict) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not (TEMPLATE / "cookiecutter.json").is_file():
-        sys.stderr.write(f"error: no plugin template at {TEMPLATE}; run this from a SensorHub "
-                         "checkout (make plugin name=<name>)\n")
+        sys.stderr.write(
+            f"error: no plugin template at {TEMPLATE}; run this from a SensorHub "
+            "checkout (make plugin name=<name>)\n"
+        )
         return 2
     interactive = args.interactive
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    answers = {"layout": "package" if args.package else "in-tree",
-               "with_model": "yes" if args.with_model else "no"}
+    answers = {
+        "layout": "package" if args.package else "in-tree",
+        "with_model": "yes" if args.with_model else "no",
+    }
     if args.name:
         answers["plugin_name"] = args.name
     if args.description:
@@ -97,14 +125,17 @@ def main(argv=None) -> int:
     if interactive:
         answers = ask(answers)
     elif not args.name:
-        sys.stderr.write("error: give the plugin's name: make plugin name=<name> "
-                         "(or run it on a terminal to be asked)\n")
+        sys.stderr.write(
+            "error: give the plugin's name: make plugin name=<name> "
+            "(or run it on a terminal to be asked)\n"
+        )
         return 2
 
     problem = name_check()(answers["plugin_name"])
     if problem:
-        sys.stderr.write(f"error: cannot use {answers['plugin_name']!r} as a plugin name: "
-                         f"{problem}.\n")
+        sys.stderr.write(
+            f"error: cannot use {answers['plugin_name']!r} as a plugin name: {problem}.\n"
+        )
         return 2
     output_dir = (args.output_dir or default_output_dir(answers["layout"])).resolve()
     target = output_dir / project_dir_name(answers)
@@ -117,8 +148,9 @@ def main(argv=None) -> int:
 
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers,
-                     output_dir=str(output_dir))
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+        )
     except FailedHookException:
         return 2  # the hook has said why on stderr
     return 0

@@ -17,9 +17,16 @@ class SettingsCommand:
         add_config_uri(parser)
 
     def run(self, args, env) -> None:
-        rows = [{"key": r.setting.key, "value": SettingsTable.display_value(r),
-                 "source": r.source, "env": r.setting.env_name, "owner": r.owner}
-                for r in settings_table(env["registry"])]
+        rows = [
+            {
+                "key": r.setting.key,
+                "value": SettingsTable.display_value(r),
+                "source": r.source,
+                "env": r.setting.env_name,
+                "owner": r.owner,
+            }
+            for r in settings_table(env["registry"])
+        ]
         if args.json:
             sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         else:

@@ -39,8 +39,11 @@ _MISSING_REQUIRED = re.compile(r"missing required setting (\S+):")
 
 def built_in_plugins() -> dict[str, str]:
     """Short name -> module of the plugins shipped in this repository's ``plugins`` package."""
-    return {name: module for name, module in sorted(available_plugins().items())
-            if module.startswith("plugins.")}
+    return {
+        name: module
+        for name, module in sorted(available_plugins().items())
+        if module.startswith("plugins.")
+    }
 
 
 class _Placeholder:
@@ -49,15 +52,19 @@ class _Placeholder:
 
 def declared_settings(plugins: Iterable[str]) -> list[ResolvedSetting]:
     """Every setting declared by the core and ``plugins``, in declaration order."""
-    raw: dict[str, Any] = {"sensorhub.plugins": " ".join(plugins),
-                           "sensorhub.database.url": "sqlite://"}
+    raw: dict[str, Any] = {
+        "sensorhub.plugins": " ".join(plugins),
+        "sensorhub.database.url": "sqlite://",
+    }
     while True:
         try:
             app = make_app(raw, environ={}, process="admin")
             break
         except ImportError as error:  # a plugin is registered but its code is missing or broken
-            raise SystemExit(f"cannot build the settings reference: the app with plugins "
-                             f"{raw['sensorhub.plugins']} does not load: {error}") from None
+            raise SystemExit(
+                f"cannot build the settings reference: the app with plugins "
+                f"{raw['sensorhub.plugins']} does not load: {error}"
+            ) from None
         except SettingError as error:
             missing = _MISSING_REQUIRED.match(str(error))
             if not missing or missing[1] in raw:
@@ -73,9 +80,14 @@ def declared_settings(plugins: Iterable[str]) -> list[ResolvedSetting]:
 
 
 def describe_type(parse: Callable) -> str:
-    known = {settings.as_str: "string", settings.as_bool: "boolean", settings.as_list: "list",
-             settings.as_duration: "duration", settings.as_size: "size in bytes",
-             settings.as_database_url: "database URL"}
+    known = {
+        settings.as_str: "string",
+        settings.as_bool: "boolean",
+        settings.as_list: "list",
+        settings.as_duration: "duration",
+        settings.as_size: "size in bytes",
+        settings.as_database_url: "database URL",
+    }
     if parse in known:
         return known[parse]
     factory = parse.__qualname__.split(".")[0]
@@ -150,10 +162,21 @@ def render_markdown(resolved: Iterable[ResolvedSetting], owners: dict[str, str])
         lines += [f"### {title}", "", _HEADER, "|---|---|---|---|---|---|"]
         for item in items:
             setting = item.setting
-            lines.append("| " + " | ".join(_cell(cell) for cell in (
-                f"`{setting.key}`", f"`{setting.env_name}`", describe_type(setting.parse),
-                describe_default(item), "secret" if setting.secret else "",
-                setting.help)) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(cell)
+                    for cell in (
+                        f"`{setting.key}`",
+                        f"`{setting.env_name}`",
+                        describe_type(setting.parse),
+                        describe_default(item),
+                        "secret" if setting.secret else "",
+                        setting.help,
+                    )
+                )
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -169,24 +192,36 @@ def splice(document: str, generated: str) -> str:
     begin, end = document.find(BEGIN), document.find(END)
     if begin < 0 or end < begin:
         raise ValueError(f"the document lacks the markers {BEGIN!r} ... {END!r}")
-    return document[:begin + len(BEGIN)] + "\n\n" + generated.strip() + "\n\n" + document[end:]
+    return document[: begin + len(BEGIN)] + "\n\n" + generated.strip() + "\n\n" + document[end:]
 
 
 def stale_lines(document: str, generated: str, limit: int = 20) -> list[str]:
     """A short unified diff from the document to what it should say ([] when up to date)."""
     wanted = splice(document, generated)
-    diff = list(difflib.unified_diff(document.splitlines(), wanted.splitlines(),
-                                     "docs/operations.md", "settings table", lineterm="", n=0))
+    diff = list(
+        difflib.unified_diff(
+            document.splitlines(),
+            wanted.splitlines(),
+            "docs/operations.md",
+            "settings table",
+            lineterm="",
+            n=0,
+        )
+    )
     return diff[:limit] + (["..."] if len(diff) > limit else [])
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sensorhub.scripts.settings_reference",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sensorhub.scripts.settings_reference", description=__doc__.split("\n\n")[0]
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true", help="rewrite the reference in the doc")
-    action.add_argument("--check", action="store_true",
-                        help="exit 1, showing the difference, if the doc is out of date")
+    action.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1, showing the difference, if the doc is out of date",
+    )
     parser.add_argument("--document", type=Path, default=DOCUMENT, help="default: %(default)s")
     args = parser.parse_args(argv)
 
@@ -200,8 +235,10 @@ def main(argv=None) -> int:
         return 0
     difference = stale_lines(document, generated)
     if difference:
-        sys.stderr.write(f"{args.document} is out of date with the settings the code declares."
-                         f"\nRegenerate it: {REGENERATE}\n\n" + "\n".join(difference) + "\n")
+        sys.stderr.write(
+            f"{args.document} is out of date with the settings the code declares."
+            f"\nRegenerate it: {REGENERATE}\n\n" + "\n".join(difference) + "\n"
+        )
         return 1
     return 0
 

@@ -32,8 +32,13 @@ def test_settings_shows_each_value_and_where_it_came_from(ini_file, capsys, monk
     code, out = run_admin(capsys, "settings", "--json", str(ini_file))
     assert code == 0
     rows = {row["key"]: row for row in json.loads(out)}
-    assert rows["sensorhub.port"] == {"key": "sensorhub.port", "value": "7777", "source": "env",
-                                      "env": "SENSORHUB_PORT", "owner": "core"}
+    assert rows["sensorhub.port"] == {
+        "key": "sensorhub.port",
+        "value": "7777",
+        "source": "env",
+        "env": "SENSORHUB_PORT",
+        "owner": "core",
+    }
     assert rows["sensorhub.threads"]["source"] == "ini"
     assert rows["sensorhub.health.timeout"]["source"] == "default"
 
@@ -57,8 +62,10 @@ def test_migrate_creates_the_schema_and_is_safe_to_repeat(ini_file, capsys, tmp_
 
 def test_a_failing_command_exits_non_zero_with_one_line(tmp_path, capsys):
     bad_ini = tmp_path / "bad.ini"
-    bad_ini.write_text("[app:main]\nuse = egg:sensorhub\n"
-                       "sensorhub.database.url = sqlite:////proc/forbidden/x.sqlite\n")
+    bad_ini.write_text(
+        "[app:main]\nuse = egg:sensorhub\n"
+        "sensorhub.database.url = sqlite:////proc/forbidden/x.sqlite\n"
+    )
     with pytest.raises(SystemExit):
         admin(["migrate", str(bad_ini)])
 

@@ -25,8 +25,9 @@ def test_a_2xx_means_the_write_is_committed(committing_testapp, dbengine):
 
 
 def test_an_error_after_a_write_rolls_the_write_back(committing_testapp, dbengine):
-    committing_testapp.post_json("/fake/sensors", {"name": "doomed", "fail_after_write": True},
-                                 status=500)
+    committing_testapp.post_json(
+        "/fake/sensors", {"name": "doomed", "fail_after_write": True}, status=500
+    )
     assert count_sensors(dbengine) == 0
 
 
@@ -76,14 +77,17 @@ def test_concurrent_writers_queue_instead_of_failing(app, dbengine):
             connection.execute(Sensor.__table__.delete())
 
 
-@pytest.mark.parametrize(("method", "path", "begin"), [
-    ("GET", "/fake/transaction", "DEFERRED"),
-    ("HEAD", "/fake/transaction", "DEFERRED"),
-    ("POST", "/fake/transaction", "IMMEDIATE"),
-    ("DELETE", "/fake/transaction", "IMMEDIATE"),
-    ("POST", "/fake/reader-post", "DEFERRED"),  # declared with config.add_reader_route
-    ("GET", "/fake/transaction?write=yes", "IMMEDIATE"),  # sensorhub.db.begin_writing
-])
+@pytest.mark.parametrize(
+    ("method", "path", "begin"),
+    [
+        ("GET", "/fake/transaction", "DEFERRED"),
+        ("HEAD", "/fake/transaction", "DEFERRED"),
+        ("POST", "/fake/transaction", "IMMEDIATE"),
+        ("DELETE", "/fake/transaction", "IMMEDIATE"),
+        ("POST", "/fake/reader-post", "DEFERRED"),  # declared with config.add_reader_route
+        ("GET", "/fake/transaction?write=yes", "IMMEDIATE"),  # sensorhub.db.begin_writing
+    ],
+)
 def test_reads_begin_as_readers_and_writes_as_writers(committing_testapp, method, path, begin):
     """On SQLite a writer takes the write lock at BEGIN; a reader never takes it."""
     response = committing_testapp.request(path, method=method, status=200)
@@ -94,8 +98,11 @@ def test_reads_begin_as_readers_and_writes_as_writers(committing_testapp, method
 def test_a_reader_neither_waits_for_nor_sees_an_uncommitted_write(committing_testapp, dbengine):
     with dbengine.connect() as writer:
         writer.begin()  # SQLite: BEGIN IMMEDIATE, the write lock held until the rollback
-        writer.execute(Sensor.__table__.insert().values(id="sen_uncommitted", name="pending",
-                                                       disabled=False, created_at=func.now()))
+        writer.execute(
+            Sensor.__table__.insert().values(
+                id="sen_uncommitted", name="pending", disabled=False, created_at=func.now()
+            )
+        )
         assert committing_testapp.get("/fake/transaction").json["sensors"] == 0
         assert committing_testapp.post("/fake/reader-post").json["sensors"] == 0
         writer.rollback()

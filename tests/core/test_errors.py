@@ -61,8 +61,12 @@ def blank_request(app):
 def test_problem_helper_carries_validation_errors_and_headers(app):
     from sensorhub.errors import http_error_view, problem
 
-    exc = problem(422, "1 event is invalid", headers={"Retry-After": "3"},
-                  errors=[{"path": "events[0].value", "message": "must be a number"}])
+    exc = problem(
+        422,
+        "1 event is invalid",
+        headers={"Retry-After": "3"},
+        errors=[{"path": "events[0].value", "message": "must be a number"}],
+    )
     response = http_error_view(exc, blank_request(app))
     body = response.json
     assert body["errors"] == [{"path": "events[0].value", "message": "must be a number"}]
@@ -81,11 +85,14 @@ def test_every_error_status_renders_as_a_problem(app, status):
 
 
 def test_a_database_outage_is_a_503_with_retry_after_not_a_500(app_factory):
-    app = app_factory(plugins=["tests.core.fakeplugin"], settings={
-        "dbengine": None,
-        "sensorhub.database.url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
-        "sensorhub.database.connect_timeout": "1s",
-    })
+    app = app_factory(
+        plugins=["tests.core.fakeplugin"],
+        settings={
+            "dbengine": None,
+            "sensorhub.database.url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "sensorhub.database.connect_timeout": "1s",
+        },
+    )
     response = webtest.TestApp(app).post_json("/fake/sensors", {"name": "x"}, status=503)
     body = assert_problem(response, 503)
     assert response.headers["Retry-After"]

@@ -13,11 +13,13 @@ def test_readyz_reports_the_database_check(testapp):
 
 def test_readyz_is_503_with_a_reason_when_the_database_is_unreachable(app_factory, tmp_path):
     unreachable = tmp_path / "missing-dir" / "x"
-    app = app_factory(settings={
-        "dbengine": None,
-        "sensorhub.database.url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
-        "sensorhub.database.connect_timeout": "1s",
-    })
+    app = app_factory(
+        settings={
+            "dbengine": None,
+            "sensorhub.database.url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "sensorhub.database.connect_timeout": "1s",
+        }
+    )
     import webtest
 
     response = webtest.TestApp(app).get("/readyz", status=503)

@@ -63,8 +63,11 @@ def test_the_core_imports_no_plugin():
     import re
 
     core = pathlib.Path(__file__).resolve().parents[2] / "sensorhub"
-    offenders = [str(path) for path in core.rglob("*.py")
-                 if re.search(r"^\s*(from|import)\s+plugins\b", path.read_text(), re.M)]
+    offenders = [
+        str(path)
+        for path in core.rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+plugins\b", path.read_text(), re.M)
+    ]
     assert offenders == []
 
 
@@ -76,8 +79,9 @@ def test_no_plugin_imports_another_plugin():
     offenders = []
     for plugin in (p for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()):
         for path in plugin.rglob("*.py"):
-            for other in re.findall(r"^\s*(?:from|import)\s+plugins\.(\w+)", path.read_text(),
-                                    re.M):
+            for other in re.findall(
+                r"^\s*(?:from|import)\s+plugins\.(\w+)", path.read_text(), re.M
+            ):
                 if other != plugin.name:
                     offenders.append(f"{path}: imports plugins.{other}")
     assert offenders == []

@@ -19,8 +19,9 @@ def test_without_an_inbound_id_a_uuid4_is_generated(testapp):
     assert uuid.UUID(generated).version == 4
 
 
-@pytest.mark.parametrize("unsafe", ["a" * 65, "has space", "semi;colon", "ünïcode", "",
-                                    "x\tforged=1"])
+@pytest.mark.parametrize(
+    "unsafe", ["a" * 65, "has space", "semi;colon", "ünïcode", "", "x\tforged=1"]
+)
 def test_an_unsafe_inbound_id_is_replaced(testapp, unsafe):
     response = testapp.get("/healthz", headers={"X-Request-ID": unsafe})
     assert response.headers["X-Request-ID"] != unsafe

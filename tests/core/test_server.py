@@ -37,8 +37,9 @@ def request(port, method, path, body=None, token=ADMIN_TOKEN):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     try:
-        connection.request(method, path, body=json.dumps(body) if body is not None else None,
-                           headers=headers)
+        connection.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=headers
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"null")
     finally:
@@ -63,7 +64,8 @@ def two_workers(tmp_path, database_url, dbengine):
     """``pserve`` on a free loopback port with ``sensorhub.workers = 2`` (auth and ingest)."""
     port = free_port()
     ini = tmp_path / "workers.ini"
-    ini.write_text(textwrap.dedent(f"""
+    ini.write_text(
+        textwrap.dedent(f"""
         [app:main]
         use = egg:sensorhub
         sensorhub.plugins = auth ingest
@@ -74,12 +76,14 @@ def two_workers(tmp_path, database_url, dbengine):
 
         [server:main]
         use = egg:sensorhub
-    """))
+    """)
+    )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
     environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
     log = open(tmp_path / "pserve.log", "w+")
-    process = subprocess.Popen([PSERVE, str(ini)], env=environ, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [PSERVE, str(ini)], env=environ, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -123,9 +127,11 @@ def test_sigterm_stops_the_workers_and_the_server_exits_0(two_workers):
     workers = children_of(process.pid)
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 0
-    assert not any(Path(f"/proc/{pid}").exists() and "Z" not in
-                   Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-                   for pid in workers)
+    assert not any(
+        Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        for pid in workers
+    )
 
 
 def test_a_worker_that_dies_stops_the_server_with_an_error(two_workers):

@@ -75,8 +75,10 @@ def test_a_key_cannot_be_declared_twice():
         table.declare([PORT], owner="plugin")
 
 
-@pytest.mark.parametrize(("raw", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300),
-                                               ("12h", 43200), ("30d", 2592000), ("7", 7)])
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("250ms", 0.25), ("30s", 30), ("5m", 300), ("12h", 43200), ("30d", 2592000), ("7", 7)],
+)
 def test_durations_read_like_an_operator_writes_them(raw, seconds):
     assert as_duration(raw) == seconds
 
@@ -96,7 +98,8 @@ def test_secrets_are_masked_and_database_passwords_hidden():
     assert SettingsTable.display_value(token) == "********"
     url = Setting("sensorhub.database.url", default="", secret=True)
     shown = SettingsTable.display_value(
-        resolve(url, ini={"sensorhub.database.url": "postgresql://app:pw123@db/sensorhub"}))
+        resolve(url, ini={"sensorhub.database.url": "postgresql://app:pw123@db/sensorhub"})
+    )
     assert "pw123" not in shown and "db/sensorhub" in shown
 
 
@@ -126,5 +129,11 @@ def test_a_mistyped_ini_key_is_reported_with_the_likely_intended_one(app_factory
     with capture_logs() as logs:
         app_factory(settings={"sensorhub.health.timeuot": "1s", "sensorhub.metrics.path": "/m"})
     unknown = [entry for entry in logs if entry["event"] == "unknown_setting"]
-    assert unknown == [{"event": "unknown_setting", "key": "sensorhub.health.timeuot",
-                        "did_you_mean": "sensorhub.health.timeout", "log_level": "warning"}]
+    assert unknown == [
+        {
+            "event": "unknown_setting",
+            "key": "sensorhub.health.timeuot",
+            "did_you_mean": "sensorhub.health.timeout",
+            "log_level": "warning",
+        }
+    ]

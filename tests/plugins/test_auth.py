@@ -52,8 +52,12 @@ def test_admin_creates_a_sensor_which_then_reads_itself(testapp):
     assert created["name"] == "greenhouse-1"
     assert created["token"].startswith("shs_")
 
-    answer = testapp.get("/api/v1/sensor", {"sensorId": created["sensorId"]},
-                         headers=bearer(created["token"]), status=200).json
+    answer = testapp.get(
+        "/api/v1/sensor",
+        {"sensorId": created["sensorId"]},
+        headers=bearer(created["token"]),
+        status=200,
+    ).json
 
     assert answer["sensorId"] == created["sensorId"]
     assert answer["name"] == "greenhouse-1"
@@ -63,7 +67,10 @@ def test_admin_creates_a_sensor_which_then_reads_itself(testapp):
 
 def test_creating_a_sensor_answers_201_with_location_and_no_store(testapp):
     response = testapp.post_json("/api/v1/sensors", {"name": "s"}, headers=ADMIN, status=201)
-    assert response.headers["Location"] == f"http://example.com/api/v1/sensors/{response.json['sensorId']}"
+    assert (
+        response.headers["Location"]
+        == f"http://example.com/api/v1/sensors/{response.json['sensorId']}"
+    )
     assert response.headers["Cache-Control"] == "no-store"  # the body holds a secret
 
 
@@ -76,8 +83,7 @@ def test_a_sensor_without_sensor_id_reads_itself(testapp):
 
 def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, testapp):
     def contributing_plugin(config):
-        config.add_sensor_info(lambda request, sensor_id: {"eventCount": 7,
-                                                           "sensorId": "spoofed"})
+        config.add_sensor_info(lambda request, sensor_id: {"eventCount": 7, "sensorId": "spoofed"})
 
     with plugin_module("authtests.contributor", contributing_plugin) as name:
         app = app_factory(["auth", name], AUTH_SETTINGS)
@@ -93,8 +99,12 @@ def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, testapp
 
 def test_sensor_cannot_read_another_sensor(testapp):
     mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
-    response = testapp.get("/api/v1/sensor", {"sensorId": theirs["sensorId"]},
-                           headers=bearer(mine["token"]), status=403)
+    response = testapp.get(
+        "/api/v1/sensor",
+        {"sensorId": theirs["sensorId"]},
+        headers=bearer(mine["token"]),
+        status=403,
+    )
     assert response.content_type == "application/problem+json"
     assert "theirs" not in response.text  # nothing about the other sensor leaks
 
@@ -104,12 +114,17 @@ def test_sensor_cannot_use_the_admin_api(testapp):
     as_sensor = bearer(mine["token"])
     testapp.get("/api/v1/sensors", headers=as_sensor, status=403)
     testapp.get(f"/api/v1/sensors/{theirs['sensorId']}", headers=as_sensor, status=403)
-    testapp.patch_json(f"/api/v1/sensors/{theirs['sensorId']}", {"disabled": True},
-                       headers=as_sensor, status=403)
-    testapp.post_json(f"/api/v1/sensors/{theirs['sensorId']}/tokens", {},
-                      headers=as_sensor, status=403)
-    testapp.delete(f"/api/v1/sensors/{theirs['sensorId']}/tokens/{theirs['tokenId']}",
-                   headers=as_sensor, status=403)
+    testapp.patch_json(
+        f"/api/v1/sensors/{theirs['sensorId']}", {"disabled": True}, headers=as_sensor, status=403
+    )
+    testapp.post_json(
+        f"/api/v1/sensors/{theirs['sensorId']}/tokens", {}, headers=as_sensor, status=403
+    )
+    testapp.delete(
+        f"/api/v1/sensors/{theirs['sensorId']}/tokens/{theirs['tokenId']}",
+        headers=as_sensor,
+        status=403,
+    )
     testapp.post_json("/api/v1/sensors", {"name": "x"}, headers=as_sensor, status=403)
     testapp.get("/api/v1/sensor", headers=bearer(theirs["token"]), status=200)
 
@@ -154,8 +169,10 @@ def test_admin_reads_a_sensor_with_its_tokens_but_never_their_secrets(testapp):
     assert token["tokenId"] == created["tokenId"]
     assert token["state"] == "active"
     assert token["hint"] == created["token"][:8] + "…"
-    assert created["token"] not in testapp.get(f"/api/v1/sensors/{created['sensorId']}",
-                                               headers=ADMIN).text
+    assert (
+        created["token"]
+        not in testapp.get(f"/api/v1/sensors/{created['sensorId']}", headers=ADMIN).text
+    )
 
 
 def test_unknown_sensor_is_404_for_the_admin(testapp):
@@ -174,33 +191,39 @@ def test_admin_renames_and_disables_a_sensor(testapp):
     assert "disabled" in refused.headers["WWW-Authenticate"]
 
     testapp.patch_json(url, {"disabled": False}, headers=ADMIN)
-    assert testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json["name"] == \
-        "renamed"
+    assert testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json["name"] == "renamed"
 
 
-@pytest.mark.parametrize(("body", "path"), [
-    ({"name": ""}, "name"),
-    ({"name": "x" * 201}, "name"),
-    ({"metadata": [1, 2]}, "metadata"),
-    ({"disabled": "yes"}, "disabled"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"metadata": [1, 2]}, "metadata"),
+        ({"disabled": "yes"}, "disabled"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_patch_explains_what_is_wrong(testapp, body, path):
     created = create_sensor(testapp)
-    problem = testapp.patch_json(f"/api/v1/sensors/{created['sensorId']}", body,
-                                 headers=ADMIN, status=422).json
+    problem = testapp.patch_json(
+        f"/api/v1/sensors/{created['sensorId']}", body, headers=ADMIN, status=422
+    ).json
     assert problem["errors"][0]["path"] == path
 
 
-@pytest.mark.parametrize(("body", "path"), [
-    ({}, "name"),
-    ({"name": "  "}, "name"),
-    ({"name": 3}, "name"),
-    ({"name": "x", "metadata": "north"}, "metadata"),
-    ({"name": "x", "metadata": {"blob": "x" * 9000}}, "metadata"),
-    ({"name": "x", "expiresAt": "tomorrow"}, "expiresAt"),
-    ({"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
-])
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({}, "name"),
+        ({"name": "  "}, "name"),
+        ({"name": 3}, "name"),
+        ({"name": "x", "metadata": "north"}, "metadata"),
+        ({"name": "x", "metadata": {"blob": "x" * 9000}}, "metadata"),
+        ({"name": "x", "expiresAt": "tomorrow"}, "expiresAt"),
+        ({"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+    ],
+)
 def test_creating_a_sensor_explains_what_is_wrong(testapp, body, path):
     problem = testapp.post_json("/api/v1/sensors", body, headers=ADMIN, status=422).json
     assert problem["errors"][0]["path"] == path
@@ -242,20 +265,23 @@ def test_revoking_twice_is_harmless_and_unknown_tokens_are_404(testapp):
 
 def test_a_sensor_cannot_revoke_another_sensors_token_through_its_own_id(testapp):
     mine, theirs = create_sensor(testapp, "mine"), create_sensor(testapp, "theirs")
-    testapp.delete(f"/api/v1/sensors/{mine['sensorId']}/tokens/{theirs['tokenId']}",
-                   headers=ADMIN, status=404)
+    testapp.delete(
+        f"/api/v1/sensors/{mine['sensorId']}/tokens/{theirs['tokenId']}", headers=ADMIN, status=404
+    )
     testapp.get("/api/v1/sensor", headers=bearer(theirs["token"]), status=200)
 
 
 def test_an_expiring_token_works_until_it_expires(testapp, dbsession):
     created = create_sensor(testapp)
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    issued = testapp.post_json(f"/api/v1/sensors/{created['sensorId']}/tokens",
-                               {"expiresAt": soon}, headers=ADMIN).json
+    issued = testapp.post_json(
+        f"/api/v1/sensors/{created['sensorId']}/tokens", {"expiresAt": soon}, headers=ADMIN
+    ).json
     testapp.get("/api/v1/sensor", headers=bearer(issued["token"]), status=200)
 
-    dbsession.get(SensorToken, issued["tokenId"]).expires_at = \
-        datetime.now(UTC) - timedelta(seconds=1)
+    dbsession.get(SensorToken, issued["tokenId"]).expires_at = datetime.now(UTC) - timedelta(
+        seconds=1
+    )
     dbsession.flush()
 
     refused = testapp.get("/api/v1/sensor", headers=bearer(issued["token"]), status=401)
@@ -273,12 +299,12 @@ def test_admin_lists_a_sensors_tokens(testapp):
 
 def test_only_the_tokens_hash_is_stored(testapp, dbsession):
     created = create_sensor(testapp)
-    row = dbsession.scalars(select(SensorToken)
-                            .where(SensorToken.sensor_id == created["sensorId"])).one()
+    row = dbsession.scalars(
+        select(SensorToken).where(SensorToken.sensor_id == created["sensorId"])
+    ).one()
     stored = [str(getattr(row, column.key)) for column in SensorToken.__table__.columns]
     stored += [repr(row.token_hash)]
-    assert not any(created["token"] in value or created["token"][4:] in value
-                   for value in stored)
+    assert not any(created["token"] in value or created["token"][4:] in value for value in stored)
     assert row.token_hash == hashlib.sha256(created["token"].encode()).digest()
 
 
@@ -336,8 +362,11 @@ def test_a_revocation_by_another_process_applies_within_the_ttl(testapp, app, db
     testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
     # A plain UPDATE on the shared database, as sensorhub-admin in another process makes it:
     # this process's ORM never sees it, only the next lookup does.
-    dbsession.execute(update(SensorToken).where(SensorToken.id == created["tokenId"])
-                      .values(revoked_at=datetime.now(UTC)))
+    dbsession.execute(
+        update(SensorToken)
+        .where(SensorToken.id == created["tokenId"])
+        .values(revoked_at=datetime.now(UTC))
+    )
 
     testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
     clock.advance(app.registry.settings["sensorhub.auth.token_cache_ttl"])
@@ -350,16 +379,20 @@ def test_with_a_zero_ttl_every_request_is_looked_up(app_factory, testapp, dbsess
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
     created = create_sensor(client)
     client.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
-    dbsession.execute(update(SensorToken).where(SensorToken.id == created["tokenId"])
-                      .values(revoked_at=datetime.now(UTC)))
+    dbsession.execute(
+        update(SensorToken)
+        .where(SensorToken.id == created["tokenId"])
+        .values(revoked_at=datetime.now(UTC))
+    )
     client.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
 
 
 def test_a_lookup_is_not_remembered_past_the_tokens_expiry(testapp, app, clock):
     created = create_sensor(testapp)
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    issued = testapp.post_json(f"/api/v1/sensors/{created['sensorId']}/tokens",
-                               {"expiresAt": soon}, headers=ADMIN).json
+    issued = testapp.post_json(
+        f"/api/v1/sensors/{created['sensorId']}/tokens", {"expiresAt": soon}, headers=ADMIN
+    ).json
     with recording_statements(app.registry["dbengine"]) as statements:
         testapp.get("/api/v1/sensor", headers=bearer(issued["token"]))
         clock.advance(2.0)  # still within the TTL, but past the expiry
@@ -396,10 +429,14 @@ def test_authentication_publishes_events(testapp, app):
         testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
         testapp.get("/api/v1/sensor", headers=bearer("shs_" + "a" * 38), status=401)
         testapp.get("/api/v1/sensor", status=401)
-    assert [(type(e).__name__, getattr(e, "sensor_id", None) or getattr(e, "reason", None))
-            for e in seen] == [("SensorAuthenticated", created["sensorId"]),
-                               ("AuthenticationFailed", "bad_checksum"),
-                               ("AuthenticationFailed", "missing")]
+    assert [
+        (type(e).__name__, getattr(e, "sensor_id", None) or getattr(e, "reason", None))
+        for e in seen
+    ] == [
+        ("SensorAuthenticated", created["sensorId"]),
+        ("AuthenticationFailed", "bad_checksum"),
+        ("AuthenticationFailed", "missing"),
+    ]
 
 
 def test_log_lines_of_an_authenticated_request_carry_the_sensor_id(app_factory, testapp):
@@ -430,8 +467,9 @@ def test_devices_enrol_themselves_with_the_provisioning_key(app_factory, testapp
     app = app_factory(["auth"], {**AUTH_SETTINGS, "sensorhub.auth.provisioning_key": key})
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
 
-    enrolled = client.post_json("/api/v1/sensors", {"name": "dev-42"}, headers=bearer(key),
-                                status=201).json
+    enrolled = client.post_json(
+        "/api/v1/sensors", {"name": "dev-42"}, headers=bearer(key), status=201
+    ).json
     client.get("/api/v1/sensor", headers=bearer(enrolled["token"]), status=200)
     # the key enrols, nothing more
     client.get("/api/v1/sensors", headers=bearer(key), status=403)
@@ -440,8 +478,12 @@ def test_devices_enrol_themselves_with_the_provisioning_key(app_factory, testapp
 
 
 def test_self_enrolment_is_off_without_a_provisioning_key(testapp):
-    testapp.post_json("/api/v1/sensors", {"name": "x"},
-                      headers=bearer("fleet-provisioning-key-0123456789"), status=401)
+    testapp.post_json(
+        "/api/v1/sensors",
+        {"name": "x"},
+        headers=bearer("fleet-provisioning-key-0123456789"),
+        status=401,
+    )
     assert testapp.get("/api/v1/").json["capabilities"]["auth"]["selfEnrolment"] is False
 
 
@@ -456,8 +498,9 @@ def test_without_an_admin_token_the_admin_api_is_refused(app_factory, testapp):
 def test_the_admin_token_comes_from_the_environment(app_factory, testapp):
     app = app_factory(["auth"], {}, environ={"SENSORHUB_ADMIN_TOKEN": "from-the-env-0123456789"})
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
-    client.post_json("/api/v1/sensors", {"name": "x"},
-                     headers=bearer("from-the-env-0123456789"), status=201)
+    client.post_json(
+        "/api/v1/sensors", {"name": "x"}, headers=bearer("from-the-env-0123456789"), status=201
+    )
 
 
 def test_a_short_admin_token_is_a_startup_error(app_factory):
@@ -486,8 +529,9 @@ def test_a_tween_above_the_transaction_may_ask_for_the_identity(app_factory, dbe
         config.add_tween(f"{__name__}._identity_peeking_tween", over="pyramid_tm.tm_tween_factory")
 
     with plugin_module("authtests.peek", plugin) as name:
-        app = app_factory(["auth", name], {**AUTH_SETTINGS,
-                                           "sensorhub.auth.failure_threshold": "1"})
+        app = app_factory(
+            ["auth", name], {**AUTH_SETTINGS, "sensorhub.auth.failure_threshold": "1"}
+        )
     client = webtest.TestApp(app)  # real pyramid_tm transactions
     try:
         created = client.post_json("/api/v1/sensors", {"name": "peeked"}, headers=ADMIN).json

@@ -70,8 +70,9 @@ def sensor(capsys, *argv):
 
 
 def test_operator_creates_a_sensor_whose_token_works_at_once(ini_file, capsys, client):
-    [created] = sensor(capsys, "create", "--name", "roof", "--metadata", '{"site": "north"}',
-                       "--json", ini_file)
+    [created] = sensor(
+        capsys, "create", "--name", "roof", "--metadata", '{"site": "north"}', "--json", ini_file
+    )
     assert created["token"].startswith("shs_")
     answer = client.get("/api/v1/sensor", headers=bearer(created["token"])).json
     assert answer["name"] == "roof" and answer["metadata"] == {"site": "north"}
@@ -96,21 +97,23 @@ def test_list_prints_a_table_or_json(ini_file, capsys):
 
 def test_rotate_then_revoke_the_old_token(ini_file, capsys, client):
     [old] = sensor(capsys, "create", "--name", "mast", "--json", ini_file)
-    [new] = sensor(capsys, "rotate", old["sensorId"], "--expires-in", "90d", "--json",
-                   ini_file)
+    [new] = sensor(capsys, "rotate", old["sensorId"], "--expires-in", "90d", "--json", ini_file)
     assert new["expiresAt"]
     for token in (old["token"], new["token"]):
         client.get("/api/v1/sensor", headers=bearer(token), status=200)
 
-    [revoked] = sensor(capsys, "revoke", old["sensorId"], "--token", old["tokenId"], "--json",
-                       ini_file)
+    [revoked] = sensor(
+        capsys, "revoke", old["sensorId"], "--token", old["tokenId"], "--json", ini_file
+    )
     assert revoked["state"] == "revoked"
     client.get("/api/v1/sensor", headers=bearer(old["token"]), status=401)
     client.get("/api/v1/sensor", headers=bearer(new["token"]), status=200)
 
     shown = sensor(capsys, "show", old["sensorId"], "--json", ini_file)
-    assert {t["tokenId"]: t["state"] for t in shown} == {old["tokenId"]: "revoked",
-                                                          new["tokenId"]: "active"}
+    assert {t["tokenId"]: t["state"] for t in shown} == {
+        old["tokenId"]: "revoked",
+        new["tokenId"]: "active",
+    }
 
 
 def test_rotate_with_revoke_others_leaves_one_token(ini_file, capsys, client):
@@ -137,12 +140,15 @@ def test_revoke_all(ini_file, capsys, client):
     assert {r["state"] for r in rows} == {"revoked"} and len(rows) == 2
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["show", "sen_nope"], "no sensor sen_nope"),
-    (["revoke", "{id}", "--token", "tok_nope"], "has no token tok_nope"),
-    (["create", "--name", " "], "name: required"),
-    (["create", "--name", "x", "--metadata", "{oops"], "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["show", "sen_nope"], "no sensor sen_nope"),
+        (["revoke", "{id}", "--token", "tok_nope"], "has no token tok_nope"),
+        (["create", "--name", " "], "name: required"),
+        (["create", "--name", "x", "--metadata", "{oops"], "not valid JSON"),
+    ],
+)
 def test_operator_mistakes_exit_non_zero_with_one_line(ini_file, capsys, argv, message):
     [created] = sensor(capsys, "create", "--name", "x", "--json", ini_file)
     argv = [created["sensorId"] if arg == "{id}" else arg for arg in argv]

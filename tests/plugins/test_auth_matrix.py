@@ -39,18 +39,23 @@ def sensor(testapp):
 
 
 def _expire(dbsession, sensor):
-    dbsession.execute(update(SensorToken).where(SensorToken.id == sensor["tokenId"])
-                      .values(expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    dbsession.execute(
+        update(SensorToken)
+        .where(SensorToken.id == sensor["tokenId"])
+        .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    )
 
 
 def _revoke(dbsession, sensor):
-    dbsession.execute(update(SensorToken).where(SensorToken.id == sensor["tokenId"])
-                      .values(revoked_at=datetime.now(UTC)))
+    dbsession.execute(
+        update(SensorToken)
+        .where(SensorToken.id == sensor["tokenId"])
+        .values(revoked_at=datetime.now(UTC))
+    )
 
 
 def _disable(dbsession, sensor):
-    dbsession.execute(update(Sensor).where(Sensor.id == sensor["sensorId"])
-                      .values(disabled=True))
+    dbsession.execute(update(Sensor).where(Sensor.id == sensor["sensorId"]).values(disabled=True))
 
 
 def _typo(token):
@@ -75,10 +80,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("authorization", "change", "reason", "invalid_token"),
-                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    ("authorization", "change", "reason", "invalid_token"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
 def test_a_refused_credential_is_a_401_that_says_why(
-        testapp, app, dbsession, sensor, authorization, change, reason, invalid_token):
+    testapp, app, dbsession, sensor, authorization, change, reason, invalid_token
+):
     if change:
         change(dbsession, sensor)
         dbsession.flush()
@@ -87,9 +96,11 @@ def test_a_refused_credential_is_a_401_that_says_why(
         # Through the WSGI environ, as a server hands it over (latin-1 text, any bytes).
         environ["HTTP_AUTHORIZATION"] = authorization(sensor["token"])
 
-    with recording_writes(app.registry["dbengine"]) as writes, \
-            recording_events(app.registry, AuthenticationFailed) as failures, \
-            structlog.testing.capture_logs() as logs:
+    with (
+        recording_writes(app.registry["dbengine"]) as writes,
+        recording_events(app.registry, AuthenticationFailed) as failures,
+        structlog.testing.capture_logs() as logs,
+    ):
         response = testapp.get("/api/v1/sensor", extra_environ=environ, status=401)
 
     assert response.content_type == "application/problem+json"
@@ -103,12 +114,18 @@ def test_a_refused_credential_is_a_401_that_says_why(
 
 
 def test_a_token_in_the_query_string_is_refused_even_with_a_valid_header(testapp, app, sensor):
-    with recording_writes(app.registry["dbengine"]) as writes, \
-            recording_events(app.registry, AuthenticationFailed) as failures:
-        for query in ({"access_token": sensor["token"]}, {"sensorId": sensor["token"]},
-                      {"token": "anything"}):
-            response = testapp.get("/api/v1/sensor", query, headers=bearer(sensor["token"]),
-                                   status=400)
+    with (
+        recording_writes(app.registry["dbengine"]) as writes,
+        recording_events(app.registry, AuthenticationFailed) as failures,
+    ):
+        for query in (
+            {"access_token": sensor["token"]},
+            {"sensorId": sensor["token"]},
+            {"token": "anything"},
+        ):
+            response = testapp.get(
+                "/api/v1/sensor", query, headers=bearer(sensor["token"]), status=400
+            )
             assert "Authorization: Bearer" in response.json["detail"]
             assert sensor["token"] not in response.text
     assert writes == []
@@ -116,19 +133,26 @@ def test_a_token_in_the_query_string_is_refused_even_with_a_valid_header(testapp
 
 
 def test_the_scheme_name_is_case_insensitive(testapp, sensor):
-    testapp.get("/api/v1/sensor", headers={"Authorization": f"bearer {sensor['token']}"},
-                status=200)
+    testapp.get(
+        "/api/v1/sensor", headers={"Authorization": f"bearer {sensor['token']}"}, status=200
+    )
 
 
 def test_an_undecodable_query_string_is_not_a_500(testapp, sensor):
-    response = testapp.get("/api/v1/sensor?sensorId=%ff%fe", headers=bearer(sensor["token"]),
-                           expect_errors=True)
+    response = testapp.get(
+        "/api/v1/sensor?sensorId=%ff%fe", headers=bearer(sensor["token"]), expect_errors=True
+    )
     assert response.status_int < 500
 
 
 def test_admin_endpoints_refuse_every_broken_credential_with_401(testapp, sensor):
-    for authorization in (None, "Basic x", "Bearer ", f"Bearer {_typo(sensor['token'])}",
-                          f"Bearer {ADMIN_TOKEN}x"):
+    for authorization in (
+        None,
+        "Basic x",
+        "Bearer ",
+        f"Bearer {_typo(sensor['token'])}",
+        f"Bearer {ADMIN_TOKEN}x",
+    ):
         environ = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
         response = testapp.get("/api/v1/sensors", extra_environ=environ, status=401)
         assert ADMIN_TOKEN not in response.text
@@ -137,8 +161,9 @@ def test_admin_endpoints_refuse_every_broken_credential_with_401(testapp, sensor
 def test_the_admin_token_never_reaches_a_log_line(testapp):
     with structlog.testing.capture_logs() as logs:
         create_sensor(testapp)
-        testapp.get("/api/v1/sensors", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"},
-                    status=401)
+        testapp.get(
+            "/api/v1/sensors", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"}, status=401
+        )
     assert ADMIN_TOKEN not in repr(logs)
 
 
@@ -149,14 +174,19 @@ def test_the_admin_token_never_reaches_a_log_line(testapp):
 def guarded(app_factory, testapp):
     """An app whose guard blocks an address after 3 refused credentials within 60 s, with a
     clock the test moves."""
-    app = app_factory(["auth"], {**AUTH_SETTINGS, "sensorhub.auth.failure_threshold": "3",
-                                 "sensorhub.auth.failure_window": "60s"})
+    app = app_factory(
+        ["auth"],
+        {
+            **AUTH_SETTINGS,
+            "sensorhub.auth.failure_threshold": "3",
+            "sensorhub.auth.failure_window": "60s",
+        },
+    )
     now = [1000.0]
     app.registry["sensorhub.auth.policy"].guard.clock = lambda: now[0]
 
     def client(address):
-        return webtest.TestApp(app, extra_environ={**testapp.extra_environ,
-                                                   "REMOTE_ADDR": address})
+        return webtest.TestApp(app, extra_environ={**testapp.extra_environ, "REMOTE_ADDR": address})
 
     return app, client, now
 
@@ -168,8 +198,7 @@ def test_repeated_bad_tokens_from_one_address_get_429_with_retry_after(guarded):
         attacker.get("/api/v1/sensor", headers=bearer(tokens.new_token()), status=401)
     now[0] += 15
     with recording_events(app.registry, RequestRateLimited) as limited:
-        response = attacker.get("/api/v1/sensor", headers=bearer(tokens.new_token()),
-                                status=429)
+        response = attacker.get("/api/v1/sensor", headers=bearer(tokens.new_token()), status=429)
     assert response.headers["Retry-After"] == "45"
     assert response.json["status"] == 429
     assert [event.scope for event in limited] == ["auth_failures"]
@@ -203,7 +232,9 @@ def test_forwarded_for_headers_do_not_let_a_client_escape_the_guard(guarded):
     _, client, _ = guarded
     attacker = client("203.0.113.50")
     for i in range(4):
-        response = attacker.get("/api/v1/sensor", headers={
-            **bearer(tokens.new_token()), "X-Forwarded-For": f"10.0.0.{i}"},
-            expect_errors=True)
+        response = attacker.get(
+            "/api/v1/sensor",
+            headers={**bearer(tokens.new_token()), "X-Forwarded-For": f"10.0.0.{i}"},
+            expect_errors=True,
+        )
     assert response.status_int == 429

@@ -19,8 +19,9 @@ def bearer(token: str) -> dict:
 
 
 def create_sensor(testapp, name="greenhouse-1", **fields) -> dict:
-    return testapp.post_json("/api/v1/sensors", {"name": name, **fields}, headers=ADMIN,
-                             status=201).json
+    return testapp.post_json(
+        "/api/v1/sensors", {"name": name, **fields}, headers=ADMIN, status=201
+    ).json
 
 
 @contextlib.contextmanager

@@ -26,23 +26,28 @@ def test_the_checksum_catches_every_single_character_typo():
     for position in range(len(tokens.PREFIX), len(token)):
         for replacement in tokens.ALPHABET:
             if replacement != token[position]:
-                typo = token[:position] + replacement + token[position + 1:]
+                typo = token[:position] + replacement + token[position + 1 :]
                 assert not tokens.checksum_ok(typo), typo
 
 
 def test_the_checksum_catches_swapped_neighbours():
     token = tokens.new_token()
     for position in range(len(tokens.PREFIX), len(token) - 1):
-        swapped = (token[:position] + token[position + 1] + token[position]
-                   + token[position + 2:])
+        swapped = token[:position] + token[position + 1] + token[position] + token[position + 2 :]
         if swapped != token:
             assert not tokens.checksum_ok(swapped)
 
 
 def test_shapes_that_are_not_tokens():
     token = tokens.new_token()
-    for candidate in (token[:-1], token + "a", "ghp_" + token[4:], token.replace("shs_", "SHS_"),
-                      token[:20] + "-" + token[21:], token[:20] + "é" + token[21:]):
+    for candidate in (
+        token[:-1],
+        token + "a",
+        "ghp_" + token[4:],
+        token.replace("shs_", "SHS_"),
+        token[:20] + "-" + token[21:],
+        token[:20] + "é" + token[21:],
+    ):
         assert not tokens.looks_like_token(candidate), candidate
 
 

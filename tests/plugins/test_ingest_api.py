@@ -44,16 +44,25 @@ def other_app(app_factory, tm, dbsession):
 
     def build(**settings):
         app = app_factory(["auth", "ingest"], {**SETTINGS, **settings})
-        return webtest.TestApp(app, extra_environ={
-            "HTTP_HOST": "example.com", "tm.active": True, "tm.manager": tm,
-            DBSESSION_ENVIRON_KEY: dbsession})
+        return webtest.TestApp(
+            app,
+            extra_environ={
+                "HTTP_HOST": "example.com",
+                "tm.active": True,
+                "tm.manager": tm,
+                DBSESSION_ENVIRON_KEY: dbsession,
+            },
+        )
 
     return build
 
 
 def rows_of(dbsession, sensor_id):
-    return dbsession.execute(select(events_table).where(events_table.c.sensor_id == sensor_id)
-                             .order_by(events_table.c.id)).all()
+    return dbsession.execute(
+        select(events_table)
+        .where(events_table.c.sensor_id == sensor_id)
+        .order_by(events_table.c.id)
+    ).all()
 
 
 def counters(testapp, headers):
@@ -66,28 +75,52 @@ def counters(testapp, headers):
 
 def test_a_sensor_posts_one_event_and_gets_201_with_its_result(testapp, sensor, dbsession):
     sensor_id, headers = sensor
-    answer = post_events(testapp, headers, {"type": "temperature", "value": 21.5, "unit": "Cel",
-                                            "eventId": "t-1", "data": {"fw": "1.4"}}).json
-    assert answer == {"accepted": 1, "duplicates": 0, "rejected": 0,
-                      "results": [{"status": "accepted", "eventId": "t-1"}]}
+    answer = post_events(
+        testapp,
+        headers,
+        {
+            "type": "temperature",
+            "value": 21.5,
+            "unit": "Cel",
+            "eventId": "t-1",
+            "data": {"fw": "1.4"},
+        },
+    ).json
+    assert answer == {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": 0,
+        "results": [{"status": "accepted", "eventId": "t-1"}],
+    }
     [row] = rows_of(dbsession, sensor_id)
-    assert (row.type, row.value, row.unit, row.event_id, row.data) == \
-        ("temperature", 21.5, "Cel", "t-1", '{"fw":"1.4"}')
+    assert (row.type, row.value, row.unit, row.event_id, row.data) == (
+        "temperature",
+        21.5,
+        "Cel",
+        "t-1",
+        '{"fw":"1.4"}',
+    )
 
 
-@pytest.mark.parametrize("body, content_type", [
-    ([{"type": "a"}, {"type": "b"}], "application/json"),
-    ({"events": [{"type": "a"}, {"type": "b"}]}, "application/json"),
-    (b'{"type": "a"}\n{"type": "b"}\n', "application/x-ndjson"),
-    ([{"bn": "dev:", "n": "a", "v": 1}, {"n": "b", "v": 2}], "application/senml+json"),
-])
-def test_batches_come_as_array_wrapper_ndjson_or_senml(testapp, sensor, dbsession, body,
-                                                       content_type):
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ([{"type": "a"}, {"type": "b"}], "application/json"),
+        ({"events": [{"type": "a"}, {"type": "b"}]}, "application/json"),
+        (b'{"type": "a"}\n{"type": "b"}\n', "application/x-ndjson"),
+        ([{"bn": "dev:", "n": "a", "v": 1}, {"n": "b", "v": 2}], "application/senml+json"),
+    ],
+)
+def test_batches_come_as_array_wrapper_ndjson_or_senml(
+    testapp, sensor, dbsession, body, content_type
+):
     sensor_id, headers = sensor
     answer = post_events(testapp, headers, body, content_type=content_type).json
     assert answer["accepted"] == 2
-    assert sorted(row.type.removeprefix("dev:") for row in rows_of(dbsession, sensor_id)) == \
-        ["a", "b"]
+    assert sorted(row.type.removeprefix("dev:") for row in rows_of(dbsession, sensor_id)) == [
+        "a",
+        "b",
+    ]
 
 
 def test_a_gzipped_body_is_taken(testapp, sensor):
@@ -96,12 +129,16 @@ def test_a_gzipped_body_is_taken(testapp, sensor):
     assert answer["accepted"] == 10
 
 
-def test_a_resend_of_an_acknowledged_event_is_a_duplicate_not_a_second_row(testapp, sensor,
-                                                                          dbsession):
+def test_a_resend_of_an_acknowledged_event_is_a_duplicate_not_a_second_row(
+    testapp, sensor, dbsession
+):
     sensor_id, headers = sensor
     post_events(testapp, headers, {"type": "t", "value": 1, "eventId": "once"})
-    answer = post_events(testapp, headers, [{"type": "t", "value": 1, "eventId": "once"},
-                                            {"type": "t", "value": 2, "eventId": "new"}]).json
+    answer = post_events(
+        testapp,
+        headers,
+        [{"type": "t", "value": 1, "eventId": "once"}, {"type": "t", "value": 2, "eventId": "new"}],
+    ).json
     assert [r["status"] for r in answer["results"]] == ["duplicate", "accepted"]
     assert (answer["accepted"], answer["duplicates"]) == (1, 1)
     assert len(rows_of(dbsession, sensor_id)) == 2
@@ -109,8 +146,11 @@ def test_a_resend_of_an_acknowledged_event_is_a_duplicate_not_a_second_row(testa
 
 def test_a_repeated_event_id_within_one_batch_is_stored_once(testapp, sensor, dbsession):
     sensor_id, headers = sensor
-    answer = post_events(testapp, headers, [{"type": "t", "eventId": "x", "value": 1},
-                                            {"type": "t", "eventId": "x", "value": 2}]).json
+    answer = post_events(
+        testapp,
+        headers,
+        [{"type": "t", "eventId": "x", "value": 1}, {"type": "t", "eventId": "x", "value": 2}],
+    ).json
     assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
     [row] = rows_of(dbsession, sensor_id)
     assert row.value == 1  # the first one wins
@@ -131,31 +171,51 @@ def test_two_sensors_may_use_the_same_event_id(testapp, dbsession):
     assert len(rows_of(dbsession, first)) == 1
 
 
-def test_a_batch_with_invalid_items_is_refused_whole_listing_every_bad_item(testapp, sensor,
-                                                                          dbsession):
+def test_a_batch_with_invalid_items_is_refused_whole_listing_every_bad_item(
+    testapp, sensor, dbsession
+):
     sensor_id, headers = sensor
-    problem = post_events(testapp, headers, [
-        {"type": "ok", "eventId": "good"}, {"type": "t", "value": "hot"}, {"type": "ok"},
-        {"type": "t", "sensorId": "sen_someone_else"}], status=422)
+    problem = post_events(
+        testapp,
+        headers,
+        [
+            {"type": "ok", "eventId": "good"},
+            {"type": "t", "value": "hot"},
+            {"type": "ok"},
+            {"type": "t", "sensorId": "sen_someone_else"},
+        ],
+        status=422,
+    )
     assert problem.content_type == "application/problem+json"
     assert [(e["path"], e["reason"]) for e in problem.json["errors"]] == [
-        ("events[1].value", "invalid_field"), ("events[3].sensorId", "unknown_field")]
+        ("events[1].value", "invalid_field"),
+        ("events[3].sensorId", "unknown_field"),
+    ]
     assert "2 of 4" in problem.json["detail"]
     assert rows_of(dbsession, sensor_id) == []
-    assert counters(testapp, headers) == {"eventCount": 0, "duplicateCount": 0,
-                                          "rejectedCount": 2}
+    assert counters(testapp, headers) == {"eventCount": 0, "duplicateCount": 0, "rejectedCount": 2}
 
 
 def test_partial_mode_stores_the_valid_items_and_reports_each(other_app, dbsession):
     partial = other_app(**{"sensorhub.ingest.partial": "true"})
     sensor_id, headers = new_sensor(partial)
-    answer = post_events(partial, headers, [
-        {"type": "ok", "eventId": "a"}, {"type": "t", "value": "hot", "eventId": "b"},
-        {"type": "ok"}]).json
+    answer = post_events(
+        partial,
+        headers,
+        [
+            {"type": "ok", "eventId": "a"},
+            {"type": "t", "value": "hot", "eventId": "b"},
+            {"type": "ok"},
+        ],
+    ).json
     assert answer["accepted"] == 2 and answer["rejected"] == 1
-    assert answer["results"][1] == {"status": "rejected", "path": "events[1].value",
-                                    "reason": "invalid_field", "eventId": "b",
-                                    "message": "value must be a number or null, got a string"}
+    assert answer["results"][1] == {
+        "status": "rejected",
+        "path": "events[1].value",
+        "reason": "invalid_field",
+        "eventId": "b",
+        "message": "value must be a number or null, got a string",
+    }
     assert len(rows_of(dbsession, sensor_id)) == 2
     assert counters(partial, headers)["rejectedCount"] == 1
 
@@ -169,45 +229,60 @@ def test_partial_mode_still_refuses_a_batch_with_nothing_valid(other_app):
 def test_future_and_expired_timestamps_are_rejected_with_the_reason(testapp, sensor):
     _, headers = sensor
     now_ms = int(time.time() * 1000)
-    problem = post_events(testapp, headers, [
-        {"type": "t", "ts": now_ms + 3_600_000}, {"type": "t", "ts": now_ms - 40 * 86_400_000},
-        {"type": "t", "ts": now_ms - 86_400_000}], status=422).json
+    problem = post_events(
+        testapp,
+        headers,
+        [
+            {"type": "t", "ts": now_ms + 3_600_000},
+            {"type": "t", "ts": now_ms - 40 * 86_400_000},
+            {"type": "t", "ts": now_ms - 86_400_000},
+        ],
+        status=422,
+    ).json
     assert [e["reason"] for e in problem["errors"]] == ["ts_in_future", "ts_too_old"]
 
 
 # --- bad input classes and limits, as HTTP
 
 
-@pytest.mark.parametrize("body, status", [
-    (b"{not json", 400),
-    (b"\xc3\x28", 400),  # invalid UTF-8
-    (b'{"type": "t", "value": NaN}', 400),
-    (b'{"type": "t", "value": -Infinity}', 400),
-    (b'{"type": "t", "value": 1e999}', 400),
-    (b"[" * 100_000 + b"]" * 100_000, 400),
-    (b"", 400),
-    (b"[]", 400),
-    (b"42", 400),
-])
-def test_bodies_that_are_not_events_are_a_4xx_problem_never_a_500(testapp, sensor, body,
-                                                                 status):
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"{not json", 400),
+        (b"\xc3\x28", 400),  # invalid UTF-8
+        (b'{"type": "t", "value": NaN}', 400),
+        (b'{"type": "t", "value": -Infinity}', 400),
+        (b'{"type": "t", "value": 1e999}', 400),
+        (b"[" * 100_000 + b"]" * 100_000, 400),
+        (b"", 400),
+        (b"[]", 400),
+        (b"42", 400),
+    ],
+)
+def test_bodies_that_are_not_events_are_a_4xx_problem_never_a_500(testapp, sensor, body, status):
     _, headers = sensor
     problem = post_events(testapp, headers, body, status=status)
     assert problem.content_type == "application/problem+json"
     assert problem.json["detail"]
 
 
-@pytest.mark.parametrize("headers, fragment", [
-    ({"Content-Type": "text/plain"}, "text/plain"),
-    ({"Content-Type": ""}, "no Content-Type"),
-    ({"Content-Type": "application/json; charset=latin-1"}, "UTF-8"),
-    ({"Content-Encoding": "br"}, "br"),
-])
+@pytest.mark.parametrize(
+    "headers, fragment",
+    [
+        ({"Content-Type": "text/plain"}, "text/plain"),
+        ({"Content-Type": ""}, "no Content-Type"),
+        ({"Content-Type": "application/json; charset=latin-1"}, "UTF-8"),
+        ({"Content-Encoding": "br"}, "br"),
+    ],
+)
 def test_unsupported_content_type_or_encoding_is_a_415(testapp, sensor, headers, fragment):
     _, auth = sensor
-    problem = testapp.post("/api/v1/events", b'{"type": "t"}',
-                           headers={**auth, "Content-Type": "application/json", **headers},
-                           status=415)
+    problem = testapp.post(
+        "/api/v1/events",
+        b'{"type": "t"}',
+        headers={**auth, "Content-Type": "application/json", **headers},
+        status=415,
+    )
     assert fragment in problem.json["detail"]
 
 
@@ -255,32 +330,49 @@ def test_events_per_request_limit_applies_at_its_edge(testapp, sensor):
 
 
 def test_data_size_and_depth_limits_apply_at_their_edges(other_app):
-    app = other_app(**{"sensorhub.ingest.max_data_size": "100",
-                       "sensorhub.ingest.max_depth": "3"})
+    app = other_app(**{"sensorhub.ingest.max_data_size": "100", "sensorhub.ingest.max_depth": "3"})
     _, headers = new_sensor(app)
     fits = {"k": "x" * (100 - len('{"k":""}'))}
-    post_events(app, headers, [{"type": "t", "data": fits},
-                               {"type": "t", "data": {"a": {"b": {"c": 1}}}}])
-    problem = post_events(app, headers, [{"type": "t", "data": {**fits, "k": fits["k"] + "x"}},
-                                         {"type": "t", "data": {"a": {"b": {"c": {}}}}}],
-                          status=422).json
+    post_events(
+        app, headers, [{"type": "t", "data": fits}, {"type": "t", "data": {"a": {"b": {"c": 1}}}}]
+    )
+    problem = post_events(
+        app,
+        headers,
+        [
+            {"type": "t", "data": {**fits, "k": fits["k"] + "x"}},
+            {"type": "t", "data": {"a": {"b": {"c": {}}}}},
+        ],
+        status=422,
+    ).json
     assert [e["reason"] for e in problem["errors"]] == ["data_too_large", "data_too_deep"]
 
 
 def test_text_postgresql_cannot_store_is_refused_per_item_not_a_500(testapp, sensor):
     _, headers = sensor
-    problem = post_events(testapp, headers, [{"type": "t", "eventId": "nul\u0000"},
-                                             {"type": "t", "unit": "\u0000"},
-                                             {"type": "t", "data": {"k": "nul\u0000"}}],
-                          status=422).json
+    problem = post_events(
+        testapp,
+        headers,
+        [
+            {"type": "t", "eventId": "nul\u0000"},
+            {"type": "t", "unit": "\u0000"},
+            {"type": "t", "data": {"k": "nul\u0000"}},
+        ],
+        status=422,
+    ).json
     assert [e["path"] for e in problem["errors"]] == ["events[0].eventId", "events[1].unit"]
 
 
 def test_posting_needs_a_sensor_token(testapp):
-    testapp.post("/api/v1/events", b'{"type": "t"}',
-                 headers={"Content-Type": "application/json"}, status=401)
-    testapp.post("/api/v1/events", b'{"type": "t"}',
-                 headers={**ADMIN, "Content-Type": "application/json"}, status=403)
+    testapp.post(
+        "/api/v1/events", b'{"type": "t"}', headers={"Content-Type": "application/json"}, status=401
+    )
+    testapp.post(
+        "/api/v1/events",
+        b'{"type": "t"}',
+        headers={**ADMIN, "Content-Type": "application/json"},
+        status=403,
+    )
 
 
 # --- reading back
@@ -288,8 +380,10 @@ def test_posting_needs_a_sensor_token(testapp):
 
 def post_series(testapp, headers, count, types=("a", "b"), start_ms=None):
     start_ms = start_ms or int(time.time() * 1000) - count * 1000
-    events = [{"type": types[i % len(types)], "value": i, "ts": start_ms + i * 1000,
-               "eventId": f"s-{i}"} for i in range(count)]
+    events = [
+        {"type": types[i % len(types)], "value": i, "ts": start_ms + i * 1000, "eventId": f"s-{i}"}
+        for i in range(count)
+    ]
     post_events(testapp, headers, events)
     return start_ms
 
@@ -317,8 +411,15 @@ def test_a_sensor_pages_through_its_events_newest_first_with_a_cursor(testapp, s
 def test_oldest_first_and_filters(testapp, sensor):
     _, headers = sensor
     start_ms = post_series(testapp, headers, 20)
-    events = read_all(testapp, headers, order="oldest", limit=3, type="a",
-                      since=start_ms + 4000, until=start_ms + 14000)
+    events = read_all(
+        testapp,
+        headers,
+        order="oldest",
+        limit=3,
+        type="a",
+        since=start_ms + 4000,
+        until=start_ms + 14000,
+    )
     assert [e["value"] for e in events] == [4.0, 6.0, 8.0, 10.0, 12.0]
     assert {e["type"] for e in events} == {"a"}
     assert events[0]["eventId"] == "s-4" and events[0]["ts"].endswith("Z")
@@ -333,13 +434,21 @@ def test_events_that_share_a_timestamp_are_each_returned_once(testapp, sensor):
         assert sorted(e["value"] for e in events) == [float(i) for i in range(7)]
 
 
-@pytest.mark.parametrize("query, path", [
-    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"order": "random"}, "order"), ({"since": "yesterday"}, "since"),
-    ({"cursor": "garbage!"}, "cursor"), ({"sinse": "1"}, "sinse"), ({"type": "a b"}, "type"),
-    ({"until": "999999999999999999"}, "until"),
-    ({"cursor": "WyJuIiwxODQ0Njc0NDA3MzcwOTU1MTYxNSwxXQ"}, "cursor"),  # ["n", 2**64 - 1, 1]
-])
+@pytest.mark.parametrize(
+    "query, path",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"order": "random"}, "order"),
+        ({"since": "yesterday"}, "since"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"sinse": "1"}, "sinse"),
+        ({"type": "a b"}, "type"),
+        ({"until": "999999999999999999"}, "until"),
+        ({"cursor": "WyJuIiwxODQ0Njc0NDA3MzcwOTU1MTYxNSwxXQ"}, "cursor"),  # ["n", 2**64 - 1, 1]
+    ],
+)
 def test_bad_read_parameters_are_a_400_naming_the_parameter(testapp, sensor, query, path):
     _, headers = sensor
     problem = testapp.get("/api/v1/events", query, headers=headers, status=400).json
@@ -350,27 +459,27 @@ def test_a_cursor_only_continues_the_order_it_came_from(testapp, sensor):
     _, headers = sensor
     post_series(testapp, headers, 3)
     cursor = testapp.get("/api/v1/events", {"limit": 1}, headers=headers).json["nextCursor"]
-    testapp.get("/api/v1/events", {"cursor": cursor, "order": "oldest"}, headers=headers,
-                status=400)
+    testapp.get(
+        "/api/v1/events", {"cursor": cursor, "order": "oldest"}, headers=headers, status=400
+    )
 
 
 def test_sensor_cannot_read_another_sensors_events(testapp):
     (_, first), (_, second) = new_sensor(testapp), new_sensor(testapp)
     post_events(testapp, first, {"type": "secret", "eventId": "mine"})
-    assert testapp.get("/api/v1/events", headers=second).json == {"events": [],
-                                                                  "nextCursor": None}
+    assert testapp.get("/api/v1/events", headers=second).json == {"events": [], "nextCursor": None}
     # not even with a cursor taken from the other sensor's listing
     post_series(testapp, first, 3)
     cursor = testapp.get("/api/v1/events", {"limit": 1}, headers=first).json["nextCursor"]
-    assert testapp.get("/api/v1/events", {"cursor": cursor}, headers=second).json["events"] \
-        == []
+    assert testapp.get("/api/v1/events", {"cursor": cursor}, headers=second).json["events"] == []
 
 
 def test_an_admin_reads_any_sensors_events_with_the_same_filters(testapp, sensor):
     sensor_id, headers = sensor
     post_series(testapp, headers, 6)
-    page = testapp.get(f"/api/v1/sensors/{sensor_id}/events", {"type": "b", "limit": 2},
-                       headers=ADMIN).json
+    page = testapp.get(
+        f"/api/v1/sensors/{sensor_id}/events", {"type": "b", "limit": 2}, headers=ADMIN
+    ).json
     assert [e["value"] for e in page["events"]] == [5.0, 3.0] and page["nextCursor"]
     testapp.get("/api/v1/sensors/sen_nobody/events", headers=ADMIN, status=404)
     testapp.get(f"/api/v1/sensors/{sensor_id}/events", headers=headers, status=403)
@@ -381,15 +490,24 @@ def test_the_sensor_sees_exact_counters_on_its_own_description(testapp, sensor, 
     info = testapp.get("/api/v1/sensor", headers=headers).json
     assert (info["eventCount"], info["lastEventAt"]) == (0, None)
     ts = int(time.time() * 1000) - 5000
-    post_events(testapp, headers, [{"type": "t", "eventId": "a", "ts": ts},
-                                   {"type": "t", "eventId": "a"}, {"type": "t", "ts": ts - 1}])
+    post_events(
+        testapp,
+        headers,
+        [
+            {"type": "t", "eventId": "a", "ts": ts},
+            {"type": "t", "eventId": "a"},
+            {"type": "t", "ts": ts - 1},
+        ],
+    )
     post_events(testapp, headers, {"type": "t", "eventId": "a"})
     post_events(testapp, headers, [{"type": "t", "value": "bad"}], status=422)
     info = testapp.get("/api/v1/sensor", headers=headers).json
     assert (info["eventCount"], info["duplicateCount"], info["rejectedCount"]) == (2, 2, 1)
     assert info["eventCount"] == len(rows_of(dbsession, sensor_id))
-    assert info["lastEventAt"] == testapp.get("/api/v1/events", {"limit": 1},
-                                              headers=headers).json["events"][0]["ts"]
+    assert (
+        info["lastEventAt"]
+        == testapp.get("/api/v1/events", {"limit": 1}, headers=headers).json["events"][0]["ts"]
+    )
 
 
 def test_the_api_root_announces_the_ingest_capability(testapp):
@@ -399,26 +517,35 @@ def test_the_api_root_announces_the_ingest_capability(testapp):
 
 # --- generated batches against the real API and database
 
-batch_items = st.lists(st.fixed_dictionaries(
-    {"type": st.sampled_from(["t", "u"])},
-    optional={"eventId": st.sampled_from(["a", "b", "c", "d"]),
-              "value": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
-                                 st.text(max_size=2))}), min_size=1, max_size=12)
+batch_items = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["t", "u"])},
+        optional={
+            "eventId": st.sampled_from(["a", "b", "c", "d"]),
+            "value": st.one_of(
+                st.none(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=2)
+            ),
+        },
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(batch_items, min_size=1, max_size=4))
-def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(testapp, dbsession,
-                                                                           batches):
+def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(
+    testapp, dbsession, batches
+):
     sensor_id, headers = new_sensor(testapp)
     stored_ids, expected = set(), {"eventCount": 0, "duplicateCount": 0, "rejectedCount": 0}
     for batch in batches:
         invalid = [i for i, e in enumerate(batch) if isinstance(e.get("value"), str)]
         if invalid:
             problem = post_events(testapp, headers, batch, status=422).json
-            assert [e["path"] for e in problem["errors"]] == \
-                [f"events[{i}].value" for i in invalid]
+            assert [e["path"] for e in problem["errors"]] == [f"events[{i}].value" for i in invalid]
             expected["rejectedCount"] += len(invalid)
             continue
         results = post_events(testapp, headers, batch).json["results"]
@@ -430,8 +557,9 @@ def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(test
             if event_id is not None:
                 stored_ids.add(event_id)
     assert counters(testapp, headers) == expected
-    stored = dbsession.execute(select(func.count()).select_from(events_table)
-                               .where(events_table.c.sensor_id == sensor_id)).scalar_one()
+    stored = dbsession.execute(
+        select(func.count()).select_from(events_table).where(events_table.c.sensor_id == sensor_id)
+    ).scalar_one()
     assert stored == expected["eventCount"]
 
 
@@ -439,14 +567,27 @@ def test_awkward_strings_come_back_exactly_as_sent(testapp):
     """Quotes, backslashes, commas, braces, the word NULL and non-ASCII survive storage: on
     PostgreSQL a batch travels as one array per column, where each of these means something."""
     _, headers = new_sensor(testapp)
-    awkward = ['"quoted"', "back\\slash", "a,b", "{braces}", "NULL", "null", " spaced ",
-               "emoji \U0001F321", "ümlaut", "'single'"]
-    batch = [{"type": "t", "eventId": text, "unit": text[:32], "value": None,
-              "data": {"text": text}} for text in awkward]
+    awkward = [
+        '"quoted"',
+        "back\\slash",
+        "a,b",
+        "{braces}",
+        "NULL",
+        "null",
+        " spaced ",
+        "emoji \U0001f321",
+        "ümlaut",
+        "'single'",
+    ]
+    batch = [
+        {"type": "t", "eventId": text, "unit": text[:32], "value": None, "data": {"text": text}}
+        for text in awkward
+    ]
     results = post_events(testapp, headers, batch).json["results"]
     assert [r["status"] for r in results] == ["accepted"] * len(awkward)
     stored = testapp.get("/api/v1/events?order=oldest", headers=headers).json["events"]
-    assert [(e["eventId"], e["unit"], e["data"]) for e in stored] == \
-        [(text, text[:32], {"text": text}) for text in awkward]
+    assert [(e["eventId"], e["unit"], e["data"]) for e in stored] == [
+        (text, text[:32], {"text": text}) for text in awkward
+    ]
     again = post_events(testapp, headers, batch).json["results"]
     assert [r["status"] for r in again] == ["duplicate"] * len(awkward)

@@ -86,8 +86,9 @@ def test_the_same_event_resent_concurrently_is_stored_once(committing_testapp, a
     sensor_id, headers = new_sensor(committing_testapp)
 
     def resend(_):
-        return post_events(webtest.TestApp(app), headers,
-                           {"type": "t", "value": 1, "eventId": "race"}).json["results"][0]
+        return post_events(
+            webtest.TestApp(app), headers, {"type": "t", "value": 1, "eventId": "race"}
+        ).json["results"][0]
 
     statuses = sorted(result["status"] for result in in_threads(8, resend))
     assert statuses == ["accepted"] + ["duplicate"] * 7
@@ -97,13 +98,15 @@ def test_the_same_event_resent_concurrently_is_stored_once(committing_testapp, a
 
 
 def test_the_same_event_resent_concurrently_without_group_commit_is_stored_once(
-        committing_app, dbengine):
+    committing_app, dbengine
+):
     app = committing_app(**{"sensorhub.ingest.group_commit": "false"})
     sensor_id, headers = new_sensor(webtest.TestApp(app))
 
     def resend(_):
-        return post_events(webtest.TestApp(app), headers,
-                           {"type": "t", "eventId": "race"}).json["results"][0]["status"]
+        return post_events(webtest.TestApp(app), headers, {"type": "t", "eventId": "race"}).json[
+            "results"
+        ][0]["status"]
 
     assert sorted(in_threads(6, resend)) == ["accepted"] + ["duplicate"] * 5
     assert stored_events(dbengine, sensor_id) == 1
@@ -114,8 +117,12 @@ def test_concurrent_single_event_posts_share_commits(committing_app, dbengine):
     testapp = webtest.TestApp(app)
     sensors = [new_sensor(testapp, f"s{n}") for n in range(8)]
     with recording_events(app.registry, CommitGroupFlushed, EventsIngested) as seen:
-        in_threads(8, lambda n: post_events(webtest.TestApp(app), sensors[n][1],
-                                            {"type": "t", "eventId": "one"}))
+        in_threads(
+            8,
+            lambda n: post_events(
+                webtest.TestApp(app), sensors[n][1], {"type": "t", "eventId": "one"}
+            ),
+        )
     flushes = [e for e in seen if isinstance(e, CommitGroupFlushed)]
     assert sum(f.requests for f in flushes) == 8 and all(f.succeeded for f in flushes)
     assert max(f.requests for f in flushes) > 1  # at least one commit served several requests
@@ -124,10 +131,12 @@ def test_concurrent_single_event_posts_share_commits(committing_app, dbengine):
 
 
 @pytest.mark.parametrize("group_commit", ["true", "false"])
-def test_events_ingested_is_published_after_commit_with_the_outcomes(committing_app, dbengine,
-                                                                     group_commit):
-    app = committing_app(**{"sensorhub.ingest.group_commit": group_commit,
-                            "sensorhub.ingest.partial": "true"})
+def test_events_ingested_is_published_after_commit_with_the_outcomes(
+    committing_app, dbengine, group_commit
+):
+    app = committing_app(
+        **{"sensorhub.ingest.group_commit": group_commit, "sensorhub.ingest.partial": "true"}
+    )
     testapp = webtest.TestApp(app)
     sensor_id, headers = new_sensor(testapp)
     post_events(testapp, headers, {"type": "t", "eventId": "a"})
@@ -138,30 +147,44 @@ def test_events_ingested_is_published_after_commit_with_the_outcomes(committing_
 
     app.registry.registerHandler(check, (EventsIngested,))
     with recording_events(app.registry, EventsIngested) as seen:
-        post_events(testapp, headers, [{"type": "t", "eventId": "a"}, {"type": "t"},
-                                       {"type": "t", "value": "x"}])
+        post_events(
+            testapp,
+            headers,
+            [{"type": "t", "eventId": "a"}, {"type": "t"}, {"type": "t", "value": "x"}],
+        )
     [event] = seen
-    assert (event.sensor_id, event.batch_size, event.accepted, event.duplicates,
-            event.rejected, dict(event.rejected_by_reason)) == \
-        (sensor_id, 3, 1, 1, 1, {"invalid_field": 1})
+    assert (
+        event.sensor_id,
+        event.batch_size,
+        event.accepted,
+        event.duplicates,
+        event.rejected,
+        dict(event.rejected_by_reason),
+    ) == (sensor_id, 3, 1, 1, 1, {"invalid_field": 1})
     assert committed_when_published == [2]
 
 
 def test_a_refused_batch_counts_its_rejections_and_stores_nothing(committing_testapp, dbengine):
     sensor_id, headers = new_sensor(committing_testapp)
-    post_events(committing_testapp, headers, [{"type": "ok"}, {"value": 1}, {"type": "t",
-                                                                          "unit": ""}],
-                status=422)
+    post_events(
+        committing_testapp,
+        headers,
+        [{"type": "ok"}, {"value": 1}, {"type": "t", "unit": ""}],
+        status=422,
+    )
     assert stored_events(dbengine, sensor_id) == 0
     with dbengine.connect() as connection:
-        counters = connection.execute(select(stats_table.c.event_count,
-                                             stats_table.c.rejected_count)
-                                      .where(stats_table.c.sensor_id == sensor_id)).one()
+        counters = connection.execute(
+            select(stats_table.c.event_count, stats_table.c.rejected_count).where(
+                stats_table.c.sensor_id == sensor_id
+            )
+        ).one()
     assert tuple(counters) == (0, 2)
 
 
-def test_a_failed_commit_is_a_503_with_retry_after_and_nothing_acknowledged(committing_app,
-                                                                            tmp_path):
+def test_a_failed_commit_is_a_503_with_retry_after_and_nothing_acknowledged(
+    committing_app, tmp_path
+):
     app = committing_app()
     testapp = webtest.TestApp(app)
     _, headers = new_sensor(testapp)
@@ -172,8 +195,7 @@ def test_a_failed_commit_is_a_503_with_retry_after_and_nothing_acknowledged(comm
     writer.close()
 
 
-def test_one_failing_job_does_not_fail_the_others_in_its_group(committing_testapp, app,
-                                                               dbengine):
+def test_one_failing_job_does_not_fail_the_others_in_its_group(committing_testapp, app, dbengine):
     sensor_id, _ = new_sensor(committing_testapp)
     writer = GroupCommitWriter(dbengine, max_wait=0.2)
     good = WriteJob(sensor_id, [row("ok")])
@@ -193,40 +215,54 @@ def _submit(writer, job):
 
 def row(kind, event_id=None):
     now = time.time_ns() // 1000
-    return {"event_id": event_id, "type": kind, "value": None, "unit": None, "ts": now,
-            "received_at": now, "data": None}
+    return {
+        "event_id": event_id,
+        "type": kind,
+        "value": None,
+        "unit": None,
+        "ts": now,
+        "received_at": now,
+        "data": None,
+    }
 
 
-def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing_testapp,
-                                                                      dbengine):
+def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing_testapp, dbengine):
     sensor_id, _ = new_sensor(committing_testapp)
     with dbengine.begin() as connection:
-        write_jobs(connection, [WriteJob(sensor_id, [row("t", f"e{i}")
-                                                     for i in range(0, 1000, 100)])])
+        write_jobs(
+            connection, [WriteJob(sensor_id, [row("t", f"e{i}") for i in range(0, 1000, 100)])]
+        )
     job = WriteJob(sensor_id, [row("t", f"e{i}") for i in range(1000)])
     with recording_statements(dbengine) as statements, dbengine.begin() as connection:
         write_jobs(connection, [job])
-    assert [i for i, accepted in enumerate(job.accepted_flags) if not accepted] == \
-        list(range(0, 1000, 100))
+    assert [i for i, accepted in enumerate(job.accepted_flags) if not accepted] == list(
+        range(0, 1000, 100)
+    )
     assert stored_events(dbengine, sensor_id) == 1000
     # SQLite: a lookup and an insert per power-of-two chunk, and the counters; PostgreSQL: 2.
     assert len(statements) <= 16
 
 
-def test_a_row_stored_behind_the_writers_back_is_never_acknowledged(committing_testapp,
-                                                                    dbengine, monkeypatch):
+def test_a_row_stored_behind_the_writers_back_is_never_acknowledged(
+    committing_testapp, dbengine, monkeypatch
+):
     sensor_id, _ = new_sensor(committing_testapp)
     with dbengine.begin() as connection:
         write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
     # SQLite looks keys up before it inserts: make that lookup miss the stored row, as if another
     # writer had slipped in after it. PostgreSQL has no lookup (the patch is unused there): the
     # insert's RETURNING is the answer.
-    monkeypatch.setattr(storage, "_sqlite_stored_keys", lambda size: storage._MultiRow(
-        "SELECT ?, ? WHERE 0", storage.KEY_COLUMNS))
+    monkeypatch.setattr(
+        storage,
+        "_sqlite_stored_keys",
+        lambda size: storage._MultiRow("SELECT ?, ? WHERE 0", storage.KEY_COLUMNS),
+    )
     job = WriteJob(sensor_id, [row("t", "taken")])
     if dbengine.dialect.name == "sqlite":
-        with pytest.raises(RuntimeError, match="stored by another writer"), \
-                dbengine.begin() as connection:
+        with (
+            pytest.raises(RuntimeError, match="stored by another writer"),
+            dbengine.begin() as connection,
+        ):
             write_jobs(connection, [job])
     else:
         with dbengine.begin() as connection:
@@ -235,8 +271,7 @@ def test_a_row_stored_behind_the_writers_back_is_never_acknowledged(committing_t
     assert stored_events(dbengine, sensor_id) == 1
 
 
-def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_testapp,
-                                                                  dbengine):
+def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_testapp, dbengine):
     sensor_id, _ = new_sensor(committing_testapp)
     writer = GroupCommitWriter(dbengine, idle_seconds=0.05)
     writer.submit(WriteJob(sensor_id, [row("a")]), timeout=10)
@@ -253,15 +288,21 @@ def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_tes
 def test_pages_stay_stable_while_events_are_inserted(committing_testapp, app):
     _, headers = new_sensor(committing_testapp)
     base_ms = int(time.time() * 1000) - 100_000
-    post_events(committing_testapp, headers,
-                [{"type": "t", "value": i, "ts": base_ms + i * 10} for i in range(60)])
+    post_events(
+        committing_testapp,
+        headers,
+        [{"type": "t", "value": i, "ts": base_ms + i * 10} for i in range(60)],
+    )
     stop = threading.Event()
 
     def keep_inserting():
         writer_app, n = webtest.TestApp(app), 0
         while not stop.is_set():  # new events land before, between and after the pages
-            post_events(writer_app, headers, [{"type": "t", "value": 1000 + n,
-                                               "ts": base_ms + (n * 7) % 700}])
+            post_events(
+                writer_app,
+                headers,
+                [{"type": "t", "value": 1000 + n, "ts": base_ms + (n * 7) % 700}],
+            )
             n += 1
 
     inserter = threading.Thread(target=keep_inserting)
@@ -288,34 +329,48 @@ def test_pages_stay_stable_while_events_are_inserted(committing_testapp, app):
 def test_ndjson_export_streams_every_matching_event(committing_testapp):
     _, headers = new_sensor(committing_testapp)
     base_ms = int(time.time() * 1000) - 10_000
-    post_events(committing_testapp, headers,
-                [{"type": "ab"[i % 2], "value": i, "ts": base_ms + i} for i in range(1000)])
-    post_events(committing_testapp, headers, [{"type": "a", "value": 1000 + i,
-                                               "ts": base_ms + 1000 + i} for i in range(500)])
-    export = committing_testapp.get("/api/v1/events", {"type": "a", "order": "oldest"},
-                                    headers={**headers, "Accept": "application/x-ndjson"})
+    post_events(
+        committing_testapp,
+        headers,
+        [{"type": "ab"[i % 2], "value": i, "ts": base_ms + i} for i in range(1000)],
+    )
+    post_events(
+        committing_testapp,
+        headers,
+        [{"type": "a", "value": 1000 + i, "ts": base_ms + 1000 + i} for i in range(500)],
+    )
+    export = committing_testapp.get(
+        "/api/v1/events",
+        {"type": "a", "order": "oldest"},
+        headers={**headers, "Accept": "application/x-ndjson"},
+    )
     assert export.content_type == "application/x-ndjson"
     values = [line["value"] for line in map(orjson.loads, export.body.splitlines())]
-    assert values == [float(v) for v in range(0, 1000, 2)] + [float(v) for v in
-                                                               range(1000, 1500)]
-    limited = committing_testapp.get("/api/v1/events", {"limit": 3},
-                                     headers={**headers, "Accept": "application/x-ndjson"})
+    assert values == [float(v) for v in range(0, 1000, 2)] + [float(v) for v in range(1000, 1500)]
+    limited = committing_testapp.get(
+        "/api/v1/events", {"limit": 3}, headers={**headers, "Accept": "application/x-ndjson"}
+    )
     assert len(limited.body.splitlines()) == 3
 
 
-def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(committing_testapp,
-                                                                      dbengine, database_url,
-                                                                      tmp_path, capsys):
+def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(
+    committing_testapp, dbengine, database_url, tmp_path, capsys
+):
     from sensorhub.scripts.admin import main as admin
 
     sensor_id, headers = new_sensor(committing_testapp)
     now_ms = int(time.time() * 1000)
-    post_events(committing_testapp, headers,
-                [{"type": "old", "ts": now_ms - (20 + i) * 86_400_000} for i in range(5)]
-                + [{"type": "new", "ts": now_ms - 1000}])
+    post_events(
+        committing_testapp,
+        headers,
+        [{"type": "old", "ts": now_ms - (20 + i) * 86_400_000} for i in range(5)]
+        + [{"type": "new", "ts": now_ms - 1000}],
+    )
     ini = tmp_path / "prune.ini"
-    ini.write_text(f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
-                   f"sensorhub.database.url = {database_url}\n")
+    ini.write_text(
+        f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
+        f"sensorhub.database.url = {database_url}\n"
+    )
     assert admin(["prune", "--dry-run", "--older-than", "10d", str(ini)]) == 0
     assert "would delete 5" in capsys.readouterr().out
     assert stored_events(dbengine, sensor_id) == 6
@@ -329,17 +384,20 @@ def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(committing_
     assert [e["type"] for e in events] == ["new"] and info["lastEventAt"] == events[0]["ts"]
 
 
-def test_pruning_every_event_of_a_sensor_clears_its_last_event_time(committing_testapp,
-                                                                    database_url, tmp_path):
+def test_pruning_every_event_of_a_sensor_clears_its_last_event_time(
+    committing_testapp, database_url, tmp_path
+):
     from sensorhub.scripts.admin import main as admin
 
     _, headers = new_sensor(committing_testapp)
-    post_events(committing_testapp, headers,
-                {"type": "old", "ts": int(time.time() * 1000) - 2 * 86_400_000})
+    post_events(
+        committing_testapp, headers, {"type": "old", "ts": int(time.time() * 1000) - 2 * 86_400_000}
+    )
     ini = tmp_path / "prune.ini"
-    ini.write_text(f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
-                   f"sensorhub.database.url = {database_url}\n")
+    ini.write_text(
+        f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
+        f"sensorhub.database.url = {database_url}\n"
+    )
     assert admin(["prune", "--older-than", "1d", str(ini)]) == 0
     info = committing_testapp.get("/api/v1/sensor", headers=headers).json
     assert (info["eventCount"], info["lastEventAt"]) == (0, None)
-

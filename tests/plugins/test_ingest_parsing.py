@@ -46,11 +46,25 @@ def test_a_single_object_an_array_and_an_events_wrapper_are_all_accepted():
 
 
 def test_a_valid_event_becomes_a_row_with_microsecond_times():
-    [row] = parse({"type": "temp", "value": 21, "unit": "Cel", "ts": NOW_MS - 1000,
-                   "eventId": "e-1", "data": {"fw": "1.2", "rssi": -40}}).rows
-    assert row == {"event_id": "e-1", "type": "temp", "value": 21.0, "unit": "Cel",
-                   "ts": (NOW_MS - 1000) * 1000, "received_at": NOW_US,
-                   "data": '{"fw":"1.2","rssi":-40}'}
+    [row] = parse(
+        {
+            "type": "temp",
+            "value": 21,
+            "unit": "Cel",
+            "ts": NOW_MS - 1000,
+            "eventId": "e-1",
+            "data": {"fw": "1.2", "rssi": -40},
+        }
+    ).rows
+    assert row == {
+        "event_id": "e-1",
+        "type": "temp",
+        "value": 21.0,
+        "unit": "Cel",
+        "ts": (NOW_MS - 1000) * 1000,
+        "received_at": NOW_US,
+        "data": '{"fw":"1.2","rssi":-40}',
+    }
 
 
 def test_ts_defaults_to_the_receive_time():
@@ -65,9 +79,20 @@ def test_rfc3339_timestamps_keep_their_offset_and_microseconds():
     assert format_timestamp(NOW_US) == "2026-05-28T20:26:40.000Z"
 
 
-@pytest.mark.parametrize("value", ["2026-05-28T20:26:40", "2026-05-28", "2026-13-01T00:00:00Z",
-                                   "2026-05-28T20:26:60Z", "yesterday", 1.78e12, True, None,
-                                   [NOW_MS]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-05-28T20:26:40",
+        "2026-05-28",
+        "2026-13-01T00:00:00Z",
+        "2026-05-28T20:26:60Z",
+        "yesterday",
+        1.78e12,
+        True,
+        None,
+        [NOW_MS],
+    ],
+)
 def test_timestamps_without_an_offset_or_a_unit_are_not_guessed(value):
     assert parse_timestamp(value) is None
 
@@ -75,50 +100,65 @@ def test_timestamps_without_an_offset_or_a_unit_are_not_guessed(value):
 def test_ndjson_takes_one_event_per_line_and_rejects_bad_lines_alone():
     body = b'{"type":"a"}\r\n\n{"type":"b"}\nnot json\n{"type":"c"}\n'
     items = parse(body, NDJSON).items
-    assert [item["type"] if isinstance(item, dict) else item.reason for item in items] == \
-        ["a", "b", "malformed_json", "c"]
+    assert [item["type"] if isinstance(item, dict) else item.reason for item in items] == [
+        "a",
+        "b",
+        "malformed_json",
+        "c",
+    ]
     assert "line 4" in items[2].message and items[2].path == "events[2]"
 
 
 def test_senml_records_are_resolved_against_their_base_fields():
     pack = [
-        {"bn": "urn:dev:ow:10e2073a:", "bt": NOW_US / 1e6 - 60, "bu": "Cel", "bver": 10,
-         "n": "temp", "v": 23.5},
+        {
+            "bn": "urn:dev:ow:10e2073a:",
+            "bt": NOW_US / 1e6 - 60,
+            "bu": "Cel",
+            "bver": 10,
+            "n": "temp",
+            "v": 23.5,
+        },
         {"n": "temp", "t": 10, "v": 23.6},
         {"n": "humidity", "u": "%RH", "t": 20, "v": 50},
         {"n": "door", "t": 30, "vb": True},
         {"n": "energy", "u": "J", "s": 1200.5, "t": 40},
     ]
     rows = parse(pack, SENML).rows
-    assert [row["type"] for row in rows] == ["urn:dev:ow:10e2073a:" + n for n in
-                                             ("temp", "temp", "humidity", "door", "energy")]
-    assert [row["ts"] for row in rows] == [NOW_US - 60_000_000 + k * 10_000_000
-                                           for k in range(5)]
+    assert [row["type"] for row in rows] == [
+        "urn:dev:ow:10e2073a:" + n for n in ("temp", "temp", "humidity", "door", "energy")
+    ]
+    assert [row["ts"] for row in rows] == [NOW_US - 60_000_000 + k * 10_000_000 for k in range(5)]
     assert [row["unit"] for row in rows] == ["Cel", "Cel", "%RH", "Cel", "J"]
     assert [row["value"] for row in rows] == [23.5, 23.6, 50.0, None, None]
     assert [row["data"] for row in rows] == [None, None, None, '{"vb":true}', '{"s":1200.5}']
 
 
 def test_senml_base_value_adds_and_small_times_are_relative_to_now():
-    rows = parse([{"bn": "meter:", "bv": 100, "n": "a", "v": 1, "t": -5},
-                  {"n": "b", "v": 2.5}], SENML).rows
+    rows = parse(
+        [{"bn": "meter:", "bv": 100, "n": "a", "v": 1, "t": -5}, {"n": "b", "v": 2.5}], SENML
+    ).rows
     assert [row["value"] for row in rows] == [101.0, 102.5]
     assert rows[0]["ts"] == NOW_US - 5_000_000 and rows[1]["ts"] == NOW_US
 
 
-@pytest.mark.parametrize("records, path, fragment", [
-    ([{"n": "x/y", "v": 1}], "events[0].n", "'/'"),
-    ([{"v": 1}], "events[0].n", "no name"),
-    ([{"n": "x"}], "events[0]", "no value"),
-    ([{"n": "x", "v": 1, "vs": "on"}], "events[0].vs", "at most one value"),
-    ([{"n": "x", "v": "1"}], "events[0].v", "a number"),
-    ([{"n": "x", "v": 1, "crit_": 1}], "events[0].crit_", "must-understand"),
-    ([{"bver": 11, "n": "x", "v": 1}], "events[0].bver", "newer"),
-    ([{"bt": "now", "n": "x", "v": 1}, {"n": "y", "v": 2}], "events[1]", "earlier record"),
-    (["not a record"], "events[0]", "JSON object"),
-])
-def test_senml_records_that_cannot_be_resolved_are_rejected_with_the_reason(records, path,
-                                                                            fragment):
+@pytest.mark.parametrize(
+    "records, path, fragment",
+    [
+        ([{"n": "x/y", "v": 1}], "events[0].n", "'/'"),
+        ([{"v": 1}], "events[0].n", "no name"),
+        ([{"n": "x"}], "events[0]", "no value"),
+        ([{"n": "x", "v": 1, "vs": "on"}], "events[0].vs", "at most one value"),
+        ([{"n": "x", "v": "1"}], "events[0].v", "a number"),
+        ([{"n": "x", "v": 1, "crit_": 1}], "events[0].crit_", "must-understand"),
+        ([{"bver": 11, "n": "x", "v": 1}], "events[0].bver", "newer"),
+        ([{"bt": "now", "n": "x", "v": 1}, {"n": "y", "v": 2}], "events[1]", "earlier record"),
+        (["not a record"], "events[0]", "JSON object"),
+    ],
+)
+def test_senml_records_that_cannot_be_resolved_are_rejected_with_the_reason(
+    records, path, fragment
+):
     rejection = parse(records, SENML).rejections[-1]
     assert (rejection.path, rejection.reason) == (path, "invalid_senml")
     assert fragment in rejection.message
@@ -132,19 +172,22 @@ def test_senml_ignores_unknown_labels_as_rfc_8428_requires():
 # --- every bad input class
 
 
-@pytest.mark.parametrize("body, fragment", [
-    (b"{", "malformed JSON"),
-    (b"", "malformed JSON"),
-    (b"\xff\xfe{}", "malformed JSON"),  # not UTF-8
-    (b'{"type": "t", "value": NaN}', "malformed JSON"),
-    (b'{"type": "t", "value": Infinity}', "malformed JSON"),
-    (b'{"type": "t", "value": 1e400}', "malformed JSON"),
-    (b'{"type": "t", "value": 123456789012345678901234567890123}', None),
-    (b"[" * 5000 + b"]" * 5000, "malformed JSON"),
-    (b'"an event"', "event object"),
-    (b"[]", "no events"),
-    (b'{"events": {"type": "t"}}', "array"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b"{", "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b"\xff\xfe{}", "malformed JSON"),  # not UTF-8
+        (b'{"type": "t", "value": NaN}', "malformed JSON"),
+        (b'{"type": "t", "value": Infinity}', "malformed JSON"),
+        (b'{"type": "t", "value": 1e400}', "malformed JSON"),
+        (b'{"type": "t", "value": 123456789012345678901234567890123}', None),
+        (b"[" * 5000 + b"]" * 5000, "malformed JSON"),
+        (b'"an event"', "event object"),
+        (b"[]", "no events"),
+        (b'{"events": {"type": "t"}}', "array"),
+    ],
+)
 def test_bodies_that_are_not_events_are_a_400_never_an_exception(body, fragment):
     try:
         parsed = parse(body)
@@ -155,28 +198,31 @@ def test_bodies_that_are_not_events_are_a_400_never_an_exception(body, fragment)
         assert fragment is None and math.isfinite(parsed.rows[0]["value"])
 
 
-@pytest.mark.parametrize("event, path, reason", [
-    ("text", "events[0]", "not_an_object"),
-    ({"value": 1}, "events[0].type", "missing_field"),
-    ({"type": ""}, "events[0].type", "invalid_field"),
-    ({"type": "a b"}, "events[0].type", "invalid_field"),
-    ({"type": "t" * 65}, "events[0].type", "invalid_field"),
-    ({"type": 7}, "events[0].type", "invalid_field"),
-    ({"type": "t", "value": "1"}, "events[0].value", "invalid_field"),
-    ({"type": "t", "value": True}, "events[0].value", "invalid_field"),
-    ({"type": "t", "value": [1]}, "events[0].value", "invalid_field"),
-    ({"type": "t", "unit": ""}, "events[0].unit", "invalid_field"),
-    ({"type": "t", "unit": "u" * 33}, "events[0].unit", "invalid_field"),
-    ({"type": "t", "eventId": 42}, "events[0].eventId", "invalid_field"),
-    ({"type": "t", "eventId": "e" * 129}, "events[0].eventId", "invalid_field"),
-    ({"type": "t", "eventId": "a\x00b"}, "events[0].eventId", "invalid_field"),
-    ({"type": "t", "unit": "C\nel"}, "events[0].unit", "invalid_field"),
-    ({"type": "t", "ts": 1.78e12}, "events[0].ts", "invalid_field"),
-    ({"type": "t", "ts": "2026-05-28T20:26:40"}, "events[0].ts", "invalid_field"),
-    ({"type": "t", "data": [1, 2]}, "events[0].data", "invalid_field"),
-    ({"type": "t", "sensorId": "sen_other"}, "events[0].sensorId", "unknown_field"),
-    ({"type": "t", "receivedAt": NOW_MS}, "events[0].receivedAt", "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "event, path, reason",
+    [
+        ("text", "events[0]", "not_an_object"),
+        ({"value": 1}, "events[0].type", "missing_field"),
+        ({"type": ""}, "events[0].type", "invalid_field"),
+        ({"type": "a b"}, "events[0].type", "invalid_field"),
+        ({"type": "t" * 65}, "events[0].type", "invalid_field"),
+        ({"type": 7}, "events[0].type", "invalid_field"),
+        ({"type": "t", "value": "1"}, "events[0].value", "invalid_field"),
+        ({"type": "t", "value": True}, "events[0].value", "invalid_field"),
+        ({"type": "t", "value": [1]}, "events[0].value", "invalid_field"),
+        ({"type": "t", "unit": ""}, "events[0].unit", "invalid_field"),
+        ({"type": "t", "unit": "u" * 33}, "events[0].unit", "invalid_field"),
+        ({"type": "t", "eventId": 42}, "events[0].eventId", "invalid_field"),
+        ({"type": "t", "eventId": "e" * 129}, "events[0].eventId", "invalid_field"),
+        ({"type": "t", "eventId": "a\x00b"}, "events[0].eventId", "invalid_field"),
+        ({"type": "t", "unit": "C\nel"}, "events[0].unit", "invalid_field"),
+        ({"type": "t", "ts": 1.78e12}, "events[0].ts", "invalid_field"),
+        ({"type": "t", "ts": "2026-05-28T20:26:40"}, "events[0].ts", "invalid_field"),
+        ({"type": "t", "data": [1, 2]}, "events[0].data", "invalid_field"),
+        ({"type": "t", "sensorId": "sen_other"}, "events[0].sensorId", "unknown_field"),
+        ({"type": "t", "receivedAt": NOW_MS}, "events[0].receivedAt", "unknown_field"),
+    ],
+)
 def test_each_bad_field_is_rejected_with_its_path_and_reason(event, path, reason):
     rejection = only_rejection(event)
     assert (rejection.path, rejection.reason) == (path, reason)
@@ -185,8 +231,12 @@ def test_each_bad_field_is_rejected_with_its_path_and_reason(event, path, reason
 
 def test_every_bad_item_of_a_batch_is_reported_in_order():
     items = parse([{"type": "ok"}, {"type": "t", "value": "x"}, {"type": "ok"}, {}]).items
-    assert [getattr(item, "path", None) for item in items] == \
-        [None, "events[1].value", None, "events[3].type"]
+    assert [getattr(item, "path", None) for item in items] == [
+        None,
+        "events[1].value",
+        None,
+        "events[3].type",
+    ]
 
 
 # --- limits at their edges (at the limit: taken; one past it: refused)
@@ -224,11 +274,9 @@ def test_data_nesting_depth_limit():
 def test_timestamp_window_future_and_retention():
     limits = Limits(max_future_seconds=300, retention_seconds=86400)
     assert parse({"type": "t", "ts": NOW_MS + 300_000}, limits=limits).rows
-    assert only_rejection({"type": "t", "ts": NOW_MS + 300_001}, limits).reason == \
-        "ts_in_future"
+    assert only_rejection({"type": "t", "ts": NOW_MS + 300_001}, limits).reason == "ts_in_future"
     assert parse({"type": "t", "ts": NOW_MS - 86_400_000}, limits=limits).rows
-    assert only_rejection({"type": "t", "ts": NOW_MS - 86_400_001}, limits).reason == \
-        "ts_too_old"
+    assert only_rejection({"type": "t", "ts": NOW_MS - 86_400_001}, limits).reason == "ts_too_old"
 
 
 def test_event_id_and_type_length_limits():
@@ -249,15 +297,23 @@ event_ids = st.one_of(st.none(), st.text(printable, min_size=1, max_size=128))
 valid_events = st.fixed_dictionaries(
     {"type": st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)},
     optional={
-        "value": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
-                           st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+        "value": st.one_of(
+            st.none(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        ),
         "unit": st.text(printable, min_size=1, max_size=32),
         "ts": st.integers(min_value=NOW_MS - 86_400_000, max_value=NOW_MS + 300_000),
         "eventId": event_ids,
-        "data": st.dictionaries(st.text(max_size=8), st.one_of(
-            st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20)),
-            max_size=5),
-    })
+        "data": st.dictionaries(
+            st.text(max_size=8),
+            st.one_of(
+                st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20)
+            ),
+            max_size=5,
+        ),
+    },
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -279,11 +335,31 @@ def test_generated_valid_batches_are_accepted_whole_and_keep_every_field(events)
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.sampled_from(
-                                   ["type", "value", "unit", "ts", "eventId", "data", "x",
-                                    "events", "n", "v", "bn", "bt"]), children, max_size=4)),
-    max_leaves=30)
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "value",
+                    "unit",
+                    "ts",
+                    "eventId",
+                    "data",
+                    "x",
+                    "events",
+                    "n",
+                    "v",
+                    "bn",
+                    "bt",
+                ]
+            ),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,13 +18,20 @@ SEEKABLE_BODY = {"webob.is_body_seekable": True}
 
 def new_sensor(testapp, name: str = "probe") -> tuple[str, dict]:
     """Enrol a sensor through the admin API: its id and its Authorization header."""
-    created = testapp.post_json("/api/v1/sensors", {"name": name}, headers=ADMIN,
-                                status=201).json
+    created = testapp.post_json("/api/v1/sensors", {"name": name}, headers=ADMIN, status=201).json
     return created["sensorId"], {"Authorization": f"Bearer {created['token']}"}
 
 
-def post_events(testapp, headers, body, *, status=201, content_type="application/json",
-                gzipped=False, extra_headers=None):
+def post_events(
+    testapp,
+    headers,
+    body,
+    *,
+    status=201,
+    content_type="application/json",
+    gzipped=False,
+    extra_headers=None,
+):
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     headers = {**headers, "Content-Type": content_type, **(extra_headers or {})}
     if gzipped:
@@ -32,15 +39,19 @@ def post_events(testapp, headers, body, *, status=201, content_type="application
         headers["Content-Encoding"] = "gzip"
     # WebTest's body is already seekable; saying so stops pyramid_retry from copying bodies over
     # 10 KiB into a TemporaryFile that WebOb never closes (a ResourceWarning, an error here).
-    return testapp.post("/api/v1/events", raw, headers=headers, status=status,
-                        extra_environ=SEEKABLE_BODY)
+    return testapp.post(
+        "/api/v1/events", raw, headers=headers, status=status, extra_environ=SEEKABLE_BODY
+    )
 
 
 def stored_events(engine, sensor_id: str) -> int:
     """Committed rows, read outside any test transaction."""
     with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-        return connection.execute(select(func.count()).select_from(events_table)
-                                  .where(events_table.c.sensor_id == sensor_id)).scalar_one()
+        return connection.execute(
+            select(func.count())
+            .select_from(events_table)
+            .where(events_table.c.sensor_id == sensor_id)
+        ).scalar_one()
 
 
 @contextlib.contextmanager

@@ -38,16 +38,23 @@ log = structlog.get_logger(__name__)
 
 
 def includeme(config) -> None:
-    for name, view in [("log", log_everything), ("boom", fail_with_token_in_a_local),
-                       ("conflict", insert_a_duplicate), ("bind", bind_a_sensor),
-                       ("ingested", publish_from_another_thread), ("flaky", fail_first_attempt)]:
+    for name, view in [
+        ("log", log_everything),
+        ("boom", fail_with_token_in_a_local),
+        ("conflict", insert_a_duplicate),
+        ("bind", bind_a_sensor),
+        ("ingested", publish_from_another_thread),
+        ("flaky", fail_first_attempt),
+    ]:
         config.add_route(f"test.{name}", f"/test/{name}")
         config.add_view(view, route_name=f"test.{name}", renderer="json")
     # Another plugin's tween where the metrics plugin puts its own: the summary must stay above
     # pyramid_tm and the exception view whatever else is placed around it.
-    config.add_tween(f"{__name__}.passthrough_tween_factory",
-                     under="sensorhub.request_id.request_id_tween_factory",
-                     over="pyramid_tm.tm_tween_factory")
+    config.add_tween(
+        f"{__name__}.passthrough_tween_factory",
+        under="sensorhub.request_id.request_id_tween_factory",
+        over="pyramid_tm.tm_tween_factory",
+    )
 
 
 def passthrough_tween_factory(handler, registry):
@@ -55,10 +62,16 @@ def passthrough_tween_factory(handler, registry):
 
 
 def log_everything(request):
-    log.info("view_ran", agent=request.user_agent, password=PASSWORD, headers=dict(request.headers),
-             nested={"items": [{"api_key": "key-in-a-list"}], "note": f"Bearer {ADMIN_TOKEN}"})
-    logging.getLogger("pyramid.testview").warning("stdlib line, header Authorization: %s",
-                                                  request.headers.get("Authorization"))
+    log.info(
+        "view_ran",
+        agent=request.user_agent,
+        password=PASSWORD,
+        headers=dict(request.headers),
+        nested={"items": [{"api_key": "key-in-a-list"}], "note": f"Bearer {ADMIN_TOKEN}"},
+    )
+    logging.getLogger("pyramid.testview").warning(
+        "stdlib line, header Authorization: %s", request.headers.get("Authorization")
+    )
     request.dbsession.execute(text("SELECT 1"))
     return {"ok": True}
 
@@ -83,8 +96,15 @@ def bind_a_sensor(request):
 
 def publish_from_another_thread(request):
     """Like a group commit: the event is published after the commit, by another thread."""
-    event = EventsIngested(request, "sen_batch", batch_size=5, accepted=3, duplicates=1,
-                           rejected=1, rejected_by_reason={"bad_value": 1})
+    event = EventsIngested(
+        request,
+        "sen_batch",
+        batch_size=5,
+        accepted=3,
+        duplicates=1,
+        rejected=1,
+        rejected_by_reason={"bad_value": 1},
+    )
     publisher = threading.Thread(target=request.registry.notify, args=(event,))
     publisher.start()
     publisher.join()
@@ -139,8 +159,9 @@ def build(app_factory):
     """Another app with this module's plugins and extra settings; returns a WebTest app."""
 
     def factory(**settings):
-        app = app_factory(["logging", "auth", __name__],
-                          {"sensorhub.auth.admin_token": ADMIN_TOKEN, **settings})
+        app = app_factory(
+            ["logging", "auth", __name__], {"sensorhub.auth.admin_token": ADMIN_TOKEN, **settings}
+        )
         return webtest.TestApp(app, extra_environ={"HTTP_HOST": "example.com"})
 
     return factory
@@ -167,8 +188,12 @@ def summaries(lines: list[dict]) -> list[dict]:
 
 
 def create_sensor(testapp) -> tuple[str, str]:
-    body = testapp.post_json("/api/v1/sensors", {"name": "greenhouse"},
-                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, status=201).json
+    body = testapp.post_json(
+        "/api/v1/sensors",
+        {"name": "greenhouse"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        status=201,
+    ).json
     return body["sensorId"], body["token"]
 
 
@@ -179,14 +204,16 @@ def test_every_line_of_a_request_is_one_json_object_with_the_request_id(testapp,
     testapp.get("/test/log", headers={"X-Request-ID": "shape-1"})
     lines = records(capsys)
     assert [line["event"] for line in lines] == [
-        "view_ran", "stdlib line, header Authorization: None", "request_finished"]
+        "view_ran",
+        "stdlib line, header Authorization: None",
+        "request_finished",
+    ]
     for line in lines:
         assert ESSENTIALS <= line.keys()
         assert line["request_id"] == "shape-1"
         assert line["timestamp"].endswith("Z")  # ISO-8601, UTC
     assert [line["level"] for line in lines] == ["info", "warning", "info"]
-    assert [line["logger"] for line in lines] == [__name__, "pyramid.testview",
-                                                  "sensorhub.request"]
+    assert [line["logger"] for line in lines] == [__name__, "pyramid.testview", "sensorhub.request"]
 
 
 def test_sqlalchemy_lines_have_the_same_shape_when_asked_for(build, capsys):
@@ -213,14 +240,36 @@ def test_lines_outside_a_request_have_no_request_id(testapp, capsys):
 
 
 def test_a_request_logs_exactly_one_summary_with_route_status_and_sizes(testapp, capsys):
-    testapp.post("/test/log", "x" * 10, headers={"X-Request-ID": "sum-1"},
-                 extra_environ={"REMOTE_ADDR": "192.0.2.7"})
+    testapp.post(
+        "/test/log",
+        "x" * 10,
+        headers={"X-Request-ID": "sum-1"},
+        extra_environ={"REMOTE_ADDR": "192.0.2.7"},
+    )
     [summary] = summaries(records(capsys))
     assert summary["level"] == "info"
-    assert {key: summary[key] for key in ("method", "route", "path", "status", "request_id",
-                                          "bytes_in", "client_addr", "sensor_id")} == {
-        "method": "POST", "route": "test.log", "path": "/test/log", "status": 200,
-        "request_id": "sum-1", "bytes_in": 10, "client_addr": "192.0.2.7", "sensor_id": None}
+    assert {
+        key: summary[key]
+        for key in (
+            "method",
+            "route",
+            "path",
+            "status",
+            "request_id",
+            "bytes_in",
+            "client_addr",
+            "sensor_id",
+        )
+    } == {
+        "method": "POST",
+        "route": "test.log",
+        "path": "/test/log",
+        "status": 200,
+        "request_id": "sum-1",
+        "bytes_in": 10,
+        "client_addr": "192.0.2.7",
+        "sensor_id": None,
+    }
     assert summary["bytes_out"] == len(b'{"ok":true}')
     assert isinstance(summary["duration_ms"], float) and summary["duration_ms"] > 0
 
@@ -249,8 +298,9 @@ def test_an_authenticated_sensor_is_named_in_its_summary(testapp, capsys):
 
 
 def test_a_refused_token_is_logged_with_the_reason_and_without_the_token(testapp, capsys):
-    testapp.get("/api/v1/sensor", headers={"Authorization": f"Bearer {SENSOR_TOKEN_LIKE}"},
-                status=401)
+    testapp.get(
+        "/api/v1/sensor", headers={"Authorization": f"Bearer {SENSOR_TOKEN_LIKE}"}, status=401
+    )
     output = capsys.readouterr().out
     assert SENSOR_TOKEN_LIKE not in output
     [summary] = summaries([json.loads(line) for line in output.splitlines()])
@@ -261,8 +311,12 @@ def test_ingestion_facts_published_by_another_thread_land_on_the_requests_line(t
     testapp.post("/test/ingested")
     [summary] = summaries(records(capsys))
     assert {key: summary[key] for key in summary if key.startswith("events_")} == {
-        "events_batch": 5, "events_accepted": 3, "events_duplicates": 1, "events_rejected": 1,
-        "events_rejected_by_reason": {"bad_value": 1}}
+        "events_batch": 5,
+        "events_accepted": 3,
+        "events_duplicates": 1,
+        "events_rejected": 1,
+        "events_rejected_by_reason": {"bad_value": 1},
+    }
     assert summary["sensor_id"] == "sen_batch"
 
 
@@ -301,7 +355,8 @@ def test_the_client_address_behind_a_trusted_proxy_is_the_forwarded_one(build, c
 
 
 def test_an_unexpected_error_is_logged_once_with_a_structured_traceback_and_no_locals(
-        testapp, capsys):
+    testapp, capsys
+):
     testapp.get("/test/boom", headers={"X-Request-ID": "boom-1"}, status=500)
     output = capsys.readouterr().out
     assert SENSOR_TOKEN_LIKE not in output
@@ -314,8 +369,7 @@ def test_an_unexpected_error_is_logged_once_with_a_structured_traceback_and_no_l
     assert exception["frames"][-1]["name"] == "fail_with_token_in_a_local"
     assert not any("locals" in frame for frame in exception["frames"])
     [summary] = summaries(lines)
-    assert (summary["level"], summary["status"], summary["error"]) == ("error", 500,
-                                                                       "RuntimeError")
+    assert (summary["level"], summary["status"], summary["error"]) == ("error", 500, "RuntimeError")
 
 
 def test_a_database_error_does_not_leak_bound_parameters(testapp, capsys):
@@ -331,28 +385,34 @@ def test_a_database_error_does_not_leak_bound_parameters(testapp, capsys):
 
 
 def test_tokens_authorization_headers_and_passwords_never_reach_the_output(testapp, capsys):
-    testapp.get("/test/log", headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
-                                      "Cookie": "session=cookie-secret"})
+    testapp.get(
+        "/test/log",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Cookie": "session=cookie-secret"},
+    )
     output = capsys.readouterr().out
     for secret in (ADMIN_TOKEN, PASSWORD, "key-in-a-list", "cookie-secret"):
         assert secret not in output
     view_ran = json.loads(output.splitlines()[0])
     assert view_ran["password"] == "[REDACTED]"
     assert view_ran["headers"]["Authorization"] == "[REDACTED]"
-    assert view_ran["nested"] == {"items": [{"api_key": "[REDACTED]"}],
-                                  "note": "Bearer [REDACTED]"}
+    assert view_ran["nested"] == {"items": [{"api_key": "[REDACTED]"}], "note": "Bearer [REDACTED]"}
 
 
 def test_client_strings_with_newlines_cannot_forge_a_line(testapp, capsys):
     forged = '{"level":"error","event":"forged","request_id":"x"}'
     testapp.get("/test/log%0A" + forged, status=404)
-    testapp.get("/test/log", headers={"X-Request-ID": "abc\n" + forged},
-                extra_environ={"HTTP_USER_AGENT": "probe/1.0\n" + forged + "\u2028" + forged})
+    testapp.get(
+        "/test/log",
+        headers={"X-Request-ID": "abc\n" + forged},
+        extra_environ={"HTTP_USER_AGENT": "probe/1.0\n" + forged + "\u2028" + forged},
+    )
     lines = records(capsys)
     assert not any(line["event"] == "forged" for line in lines)
     not_found, view_ran = lines[0], lines[1]
-    assert not_found["path"] == "/test/log%0A%7B%22level%22:%22error%22,%22event%22:%22forged%22," \
-                                "%22request_id%22:%22x%22%7D"  # the path as sent: URL-encoded
+    assert (
+        not_found["path"] == "/test/log%0A%7B%22level%22:%22error%22,%22event%22:%22forged%22,"
+        "%22request_id%22:%22x%22%7D"
+    )  # the path as sent: URL-encoded
     assert view_ran["agent"] == "probe/1.0\n" + forged + "\u2028" + forged  # inside one string
     assert "abc" not in view_ran["request_id"]  # the core refused the ID: it made a new one
 
@@ -381,15 +441,20 @@ def test_console_format_is_readable_and_escapes_control_characters(build, capsys
     assert "request_finished" in first and "request_id=con-1" in first and "status=404" in first
     assert not first.startswith("{")
     record_starts = [line for line in rest if not line.startswith("  ")]
-    assert [("unexpected_error" in line, "request_finished" in line)
-            for line in record_starts] == [(True, False), (False, True)]
+    assert [("unexpected_error" in line, "request_finished" in line) for line in record_starts] == [
+        (True, False),
+        (False, True),
+    ]
     assert "Traceback (most recent call last)" in output and SENSOR_TOKEN_LIKE not in output
 
 
 def test_including_the_plugin_again_does_not_stack_handlers(build, capsys):
     build(), build()
-    handlers = [handler for handler in logging.getLogger().handlers
-                if isinstance(handler, pipeline.StandardStreamHandler)]
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, pipeline.StandardStreamHandler)
+    ]
     assert len(handlers) == 1
     log.info("once")
     assert [line["event"] for line in records(capsys)] == ["once"]
@@ -405,29 +470,38 @@ def test_pserves_plain_console_handler_is_replaced(build, capsys):
 
 
 def test_levels_come_from_the_settings(build, capsys):
-    build(**{"sensorhub.logging.level": "warning",
-             "sensorhub.logging.levels": "pyramid.testview=ERROR"}).get("/test/log")
+    build(
+        **{
+            "sensorhub.logging.level": "warning",
+            "sensorhub.logging.levels": "pyramid.testview=ERROR",
+        }
+    ).get("/test/log")
     assert records(capsys) == []
     build(**{"sensorhub.logging.level": "ERROR"}).get("/test/boom", status=500)
-    assert [line["event"] for line in records(capsys)] == ["unexpected_error",
-                                                           "request_finished"]
+    assert [line["event"] for line in records(capsys)] == ["unexpected_error", "request_finished"]
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("sensorhub.logging.format", "xml"),
-    ("sensorhub.logging.level", "loud"),
-    ("sensorhub.logging.levels", "sqlalchemy.engine"),
-    ("sensorhub.logging.levels", "waitress=LOUD"),
-    ("sensorhub.logging.quiet_sample_rate", "2"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sensorhub.logging.format", "xml"),
+        ("sensorhub.logging.level", "loud"),
+        ("sensorhub.logging.levels", "sqlalchemy.engine"),
+        ("sensorhub.logging.levels", "waitress=LOUD"),
+        ("sensorhub.logging.quiet_sample_rate", "2"),
+    ],
+)
 def test_a_bad_logging_setting_stops_start_up_naming_it(build, key, value):
     with pytest.raises(SettingError, match=key.replace(".", r"\.")):
         build(**{key: value})
 
 
 def test_the_format_can_come_from_the_environment(app_factory, capsys):
-    app_factory(["logging"], {"sensorhub.logging.format": "console"},
-                environ={"SENSORHUB_LOGGING_FORMAT": "json"})
+    app_factory(
+        ["logging"],
+        {"sensorhub.logging.format": "console"},
+        environ={"SENSORHUB_LOGGING_FORMAT": "json"},
+    )
     log.info("from_env")
     assert records(capsys)[0]["event"] == "from_env"
 
@@ -438,13 +512,22 @@ class Terminal(io.StringIO):
 
 
 def admin_app(ini_settings, database_url, dbengine, environ=None):
-    return make_app({**ini_settings, "sensorhub.database.url": database_url, "dbengine": dbengine,
-                     "sensorhub.plugins": "logging", "sensorhub.logging.format": "json"},
-                    environ=environ or {}, process="admin")
+    return make_app(
+        {
+            **ini_settings,
+            "sensorhub.database.url": database_url,
+            "dbengine": dbengine,
+            "sensorhub.plugins": "logging",
+            "sensorhub.logging.format": "json",
+        },
+        environ=environ or {},
+        process="admin",
+    )
 
 
 def test_admin_commands_log_to_stderr_leaving_stdout_to_their_output(
-        ini_settings, database_url, dbengine, capsys):
+    ini_settings, database_url, dbengine, capsys
+):
     admin_app(ini_settings, database_url, dbengine)
     log.info("admin_line")
     captured = capsys.readouterr()
@@ -453,7 +536,8 @@ def test_admin_commands_log_to_stderr_leaving_stdout_to_their_output(
 
 
 def test_admin_commands_at_a_terminal_log_for_people_unless_the_environment_says_json(
-        ini_settings, database_url, dbengine, monkeypatch):
+    ini_settings, database_url, dbengine, monkeypatch
+):
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     admin_app(ini_settings, database_url, dbengine)

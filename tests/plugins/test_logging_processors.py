@@ -20,32 +20,54 @@ def redact(**event):
 
 
 def test_secret_keys_are_censored_at_any_depth_and_in_any_case():
-    event = redact(Authorization="Bearer x", nested={"X-Api-Key": "k", "rows": [
-        {"password": "p", "db_password": "q", "Set-Cookie": "c"}, ("client_secret", 1)]},
-        admin_token="t")
-    assert event == {"Authorization": "[REDACTED]", "admin_token": "[REDACTED]",
-                     "nested": {"X-Api-Key": "[REDACTED]", "rows": [
-                         {"password": "[REDACTED]", "db_password": "[REDACTED]",
-                          "Set-Cookie": "[REDACTED]"}, ["client_secret", 1]]}}
+    event = redact(
+        Authorization="Bearer x",
+        nested={
+            "X-Api-Key": "k",
+            "rows": [
+                {"password": "p", "db_password": "q", "Set-Cookie": "c"},
+                ("client_secret", 1),
+            ],
+        },
+        admin_token="t",
+    )
+    assert event == {
+        "Authorization": "[REDACTED]",
+        "admin_token": "[REDACTED]",
+        "nested": {
+            "X-Api-Key": "[REDACTED]",
+            "rows": [
+                {"password": "[REDACTED]", "db_password": "[REDACTED]", "Set-Cookie": "[REDACTED]"},
+                ["client_secret", 1],
+            ],
+        },
+    }
 
 
 def test_public_facts_about_secrets_are_kept():
     assert redact(token_id="tok_1", password=None, reason="token_in_query") == {
-        "token_id": "tok_1", "password": None, "reason": "token_in_query"}
+        "token_id": "tok_1",
+        "password": None,
+        "reason": "token_in_query",
+    }
 
 
 def test_tokens_bearer_credentials_and_url_passwords_are_censored_inside_text():
     assert redact_text(f"sensor used {TOKEN}.") == "sensor used shs_[REDACTED]."
     assert redact_text("Authorization: bearer abc,def") == "Authorization: bearer [REDACTED]"
     assert redact_text("Basic dXNlcjpwYXNz") == "Basic [REDACTED]"
-    assert redact_text("postgresql+psycopg://app:s3cret@db/sensorhub") == \
-        "postgresql+psycopg://app:[REDACTED]@db/sensorhub"
+    assert (
+        redact_text("postgresql+psycopg://app:s3cret@db/sensorhub")
+        == "postgresql+psycopg://app:[REDACTED]@db/sensorhub"
+    )
     assert redact_text("shs_short") == "shs_short"  # not a token: too short to be one
 
 
 def test_a_placeholder_in_documentation_text_is_left_readable():
-    assert redact_text("send 'Authorization: Bearer <token>'") == \
-        "send 'Authorization: Bearer <token>'"
+    assert (
+        redact_text("send 'Authorization: Bearer <token>'")
+        == "send 'Authorization: Bearer <token>'"
+    )
 
 
 def test_objects_are_rendered_before_redaction_so_their_repr_cannot_leak():
@@ -54,7 +76,9 @@ def test_objects_are_rendered_before_redaction_so_their_repr_cannot_leak():
             return f"Credentials({TOKEN})"
 
     assert redact(creds=Credentials(), raw=TOKEN.encode()) == {
-        "creds": "Credentials(shs_[REDACTED])", "raw": "shs_[REDACTED]"}
+        "creds": "Credentials(shs_[REDACTED])",
+        "raw": "shs_[REDACTED]",
+    }
 
 
 def test_json_output_is_one_line_whatever_the_values_contain():
@@ -65,10 +89,17 @@ def test_json_output_is_one_line_whatever_the_values_contain():
 
 
 def test_console_values_are_escaped_and_a_traceback_is_indented():
-    event = escape_control_characters(None, "info", {
-        "event": "line\n2026-01-01 [error] forged", "agent": "\x1b[31mred",
-        "exception": "Traceback (most recent call last):\n  File x\nValueError: a\x1bb\n"})
+    event = escape_control_characters(
+        None,
+        "info",
+        {
+            "event": "line\n2026-01-01 [error] forged",
+            "agent": "\x1b[31mred",
+            "exception": "Traceback (most recent call last):\n  File x\nValueError: a\x1bb\n",
+        },
+    )
     assert event["event"] == "line\\n2026-01-01 [error] forged"
     assert event["agent"] == "\\x1b[31mred"
-    assert event["exception"] == ("  Traceback (most recent call last):\n    File x\n"
-                                  "  ValueError: a\\x1bb")
+    assert event["exception"] == (
+        "  Traceback (most recent call last):\n    File x\n  ValueError: a\\x1bb"
+    )

@@ -38,17 +38,30 @@ PLUGIN = "tests.plugins.test_metrics"
 
 # What docs/runbook.md and the dashboard rely on: present from the first scrape.
 DOCUMENTED_FAMILIES = {
-    "sensorhub_http_requests", "sensorhub_http_request_duration_seconds",
-    "sensorhub_http_requests_in_flight", "sensorhub_http_request_retries",
-    "sensorhub_events_ingested", "sensorhub_ingest_batch_size_events",
-    "sensorhub_sensor_authentications", "sensorhub_auth_failures",
-    "sensorhub_rate_limited_requests", "sensorhub_ingest_commit_groups",
-    "sensorhub_ingest_commit_group_requests", "sensorhub_ingest_commit_group_events",
-    "sensorhub_ingest_commit_group_duration_seconds", "sensorhub_db_transaction_duration_seconds",
-    "sensorhub_server_threads", "sensorhub_build_info", "sensorhub_db_pool_size",
-    "sensorhub_db_pool_max_overflow", "sensorhub_db_pool_checked_out_connections",
-    "sensorhub_db_pool_overflow_connections", "process_cpu_seconds",
-    "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+    "sensorhub_http_requests",
+    "sensorhub_http_request_duration_seconds",
+    "sensorhub_http_requests_in_flight",
+    "sensorhub_http_request_retries",
+    "sensorhub_events_ingested",
+    "sensorhub_ingest_batch_size_events",
+    "sensorhub_sensor_authentications",
+    "sensorhub_auth_failures",
+    "sensorhub_rate_limited_requests",
+    "sensorhub_ingest_commit_groups",
+    "sensorhub_ingest_commit_group_requests",
+    "sensorhub_ingest_commit_group_events",
+    "sensorhub_ingest_commit_group_duration_seconds",
+    "sensorhub_db_transaction_duration_seconds",
+    "sensorhub_server_threads",
+    "sensorhub_build_info",
+    "sensorhub_db_pool_size",
+    "sensorhub_db_pool_max_overflow",
+    "sensorhub_db_pool_checked_out_connections",
+    "sensorhub_db_pool_overflow_connections",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
 }
 
 
@@ -56,11 +69,17 @@ DOCUMENTED_FAMILIES = {
 
 
 def includeme(config) -> None:
-    for name, view in [("ok", ok), ("boom", boom), ("invalid", invalid),
-                       ("in_flight", in_flight), ("ingested", ingested),
-                       ("ingested_then_aborted", ingested_then_aborted),
-                       ("ingested_then_commit_fails", ingested_then_commit_fails),
-                       ("write", write), ("flaky", flaky)]:
+    for name, view in [
+        ("ok", ok),
+        ("boom", boom),
+        ("invalid", invalid),
+        ("in_flight", in_flight),
+        ("ingested", ingested),
+        ("ingested_then_aborted", ingested_then_aborted),
+        ("ingested_then_commit_fails", ingested_then_commit_fails),
+        ("write", write),
+        ("flaky", flaky),
+    ]:
         config.add_route(f"test.{name}", f"/test/{name}")
         config.add_view(view, route_name=f"test.{name}", renderer="json")
 
@@ -78,13 +97,23 @@ def invalid(request):
 
 
 def in_flight(request):
-    return {"in_flight": metrics_of(request.registry).registry.get_sample_value(
-        "sensorhub_http_requests_in_flight")}
+    return {
+        "in_flight": metrics_of(request.registry).registry.get_sample_value(
+            "sensorhub_http_requests_in_flight"
+        )
+    }
 
 
 def an_ingestion(request) -> EventsIngested:
-    return EventsIngested(request, "sen_test", batch_size=4, accepted=2, duplicates=1,
-                          rejected=1, rejected_by_reason={"bad_value": 1})
+    return EventsIngested(
+        request,
+        "sen_test",
+        batch_size=4,
+        accepted=2,
+        duplicates=1,
+        rejected=1,
+        rejected_by_reason={"bad_value": 1},
+    )
 
 
 def ingested(request):
@@ -106,12 +135,23 @@ class FailingCommit:
     def tpc_vote(self, transaction):
         raise RuntimeError("disk full")
 
-    def abort(self, transaction): pass
-    def tpc_begin(self, transaction): pass
-    def commit(self, transaction): pass
-    def tpc_finish(self, transaction): pass
-    def tpc_abort(self, transaction): pass
-    def sortKey(self): return "~failing-commit"
+    def abort(self, transaction):
+        pass
+
+    def tpc_begin(self, transaction):
+        pass
+
+    def commit(self, transaction):
+        pass
+
+    def tpc_finish(self, transaction):
+        pass
+
+    def tpc_abort(self, transaction):
+        pass
+
+    def sortKey(self):
+        return "~failing-commit"
 
 
 def ingested_then_commit_fails(request):
@@ -151,8 +191,11 @@ def app_settings():
 def scrape(testapp, **headers) -> dict:
     """``{(sample name, frozenset(labels)): value}`` from the app's text exposition."""
     text = testapp.get("/metrics", headers=headers).text
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels) -> float:
@@ -177,13 +220,16 @@ def test_metrics_are_served_in_the_prometheus_text_format_with_the_documented_se
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     families = {family.name for family in text_string_to_metric_families(response.text)}
     assert DOCUMENTED_FAMILIES <= families
-    assert value(scrape(testapp), "sensorhub_build_info", version=__import__(
-        "sensorhub").__version__) == 1
+    assert (
+        value(scrape(testapp), "sensorhub_build_info", version=__import__("sensorhub").__version__)
+        == 1
+    )
 
 
 def test_a_scraper_asking_for_openmetrics_gets_openmetrics(testapp):
-    response = testapp.get("/metrics", headers={
-        "Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"})
+    response = testapp.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+    )
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
     assert "sensorhub_http_requests" in {family.name for family in parse_om(response.text)}
@@ -202,10 +248,16 @@ def test_n_requests_add_n_to_the_route_counter_and_its_latency_histogram(testapp
         testapp.get("/test/ok")
     after = scrape(testapp)
     labels = {"method": "GET", "route": "test.ok"}
-    assert value(after, "sensorhub_http_requests_total", status="200", **labels) - \
-        value(before, "sensorhub_http_requests_total", status="200", **labels) == 5
-    assert value(after, "sensorhub_http_request_duration_seconds_count", **labels) - \
-        value(before, "sensorhub_http_request_duration_seconds_count", **labels) == 5
+    assert (
+        value(after, "sensorhub_http_requests_total", status="200", **labels)
+        - value(before, "sensorhub_http_requests_total", status="200", **labels)
+        == 5
+    )
+    assert (
+        value(after, "sensorhub_http_request_duration_seconds_count", **labels)
+        - value(before, "sensorhub_http_request_duration_seconds_count", **labels)
+        == 5
+    )
 
 
 def test_errors_are_counted_with_the_status_the_exception_view_rendered(testapp):
@@ -215,8 +267,11 @@ def test_errors_are_counted_with_the_status_the_exception_view_rendered(testapp)
     after = scrape(testapp)
     for route, status in [("test.boom", "500"), ("test.invalid", "422")]:
         key = {"method": "GET", "route": route, "status": status}
-        assert value(after, "sensorhub_http_requests_total", **key) - \
-            value(before, "sensorhub_http_requests_total", **key) == 1
+        assert (
+            value(after, "sensorhub_http_requests_total", **key)
+            - value(before, "sensorhub_http_requests_total", **key)
+            == 1
+        )
 
 
 def test_random_404_paths_never_create_series(testapp):
@@ -227,23 +282,38 @@ def test_random_404_paths_never_create_series(testapp):
     after_samples = scrape(testapp)
     # The only series the scrape itself may add is its own route's, already present here.
     assert series_names(after_samples) == before
-    assert value(after_samples, "sensorhub_http_requests_total", method="GET",
-                 route="unmatched", status="404") >= 5
+    assert (
+        value(
+            after_samples,
+            "sensorhub_http_requests_total",
+            method="GET",
+            route="unmatched",
+            status="404",
+        )
+        >= 5
+    )
 
 
 def test_invented_http_methods_are_folded_into_other(testapp):
     unlinted = webtest.TestApp(testapp.app, extra_environ=testapp.extra_environ, lint=False)
     unlinted.request("/test/ok", method="BREW", status="*")
     samples = scrape(testapp)
-    methods = {dict(labels)["method"] for name, labels in samples
-               if name == "sensorhub_http_requests_total"}
+    methods = {
+        dict(labels)["method"]
+        for name, labels in samples
+        if name == "sensorhub_http_requests_total"
+    }
     assert "BREW" not in methods and "other" in methods
 
 
 def test_the_in_flight_gauge_counts_the_request_being_served_and_drops_after(testapp):
     assert testapp.get("/test/in_flight").json == {"in_flight": 1.0}
-    assert metrics_of(testapp.app.registry).registry.get_sample_value(
-        "sensorhub_http_requests_in_flight") == 0
+    assert (
+        metrics_of(testapp.app.registry).registry.get_sample_value(
+            "sensorhub_http_requests_in_flight"
+        )
+        == 0
+    )
 
 
 def test_a_retried_attempt_counts_as_a_retry_and_the_request_once(testapp):
@@ -251,17 +321,26 @@ def test_a_retried_attempt_counts_as_a_retry_and_the_request_once(testapp):
     testapp.get("/test/flaky")
     after = scrape(testapp)
     key = {"method": "GET", "route": "test.flaky", "status": "200"}
-    assert value(after, "sensorhub_http_requests_total", **key) - \
-        value(before, "sensorhub_http_requests_total", **key) == 1
-    assert value(after, "sensorhub_http_request_retries_total", route="test.flaky") - \
-        value(before, "sensorhub_http_request_retries_total", route="test.flaky") == 1
+    assert (
+        value(after, "sensorhub_http_requests_total", **key)
+        - value(before, "sensorhub_http_requests_total", **key)
+        == 1
+    )
+    assert (
+        value(after, "sensorhub_http_request_retries_total", route="test.flaky")
+        - value(before, "sensorhub_http_request_retries_total", route="test.flaky")
+        == 1
+    )
 
 
 def test_latency_buckets_come_from_the_settings(app_factory):
     app = webtest.TestApp(app_factory(["metrics"], {"sensorhub.metrics.buckets": "0.1 1 10"}))
     app.get("/healthz")
-    bounds = {dict(labels)["le"] for name, labels in scrape(app)
-              if name == "sensorhub_http_request_duration_seconds_bucket"}
+    bounds = {
+        dict(labels)["le"]
+        for name, labels in scrape(app)
+        if name == "sensorhub_http_request_duration_seconds_bucket"
+    }
     assert bounds == {"0.1", "1.0", "10.0", "+Inf"}
 
 
@@ -290,10 +369,10 @@ def test_domain_events_move_their_counters(testapp):
     registry.notify(SensorAuthenticated(None, "sen_1"))
     registry.notify(AuthenticationFailed(None, "revoked"))
     registry.notify(RequestRateLimited(None, "auth_failures"))
-    registry.notify(CommitGroupFlushed(requests=3, events=120, duration_seconds=0.004,
-                                       succeeded=True))
-    registry.notify(CommitGroupFlushed(requests=1, events=1, duration_seconds=0.2,
-                                       succeeded=False))
+    registry.notify(
+        CommitGroupFlushed(requests=3, events=120, duration_seconds=0.004, succeeded=True)
+    )
+    registry.notify(CommitGroupFlushed(requests=1, events=1, duration_seconds=0.2, succeeded=False))
     after = scrape(testapp)
 
     def delta(name, **labels):
@@ -310,37 +389,61 @@ def test_domain_events_move_their_counters(testapp):
 
 
 def ingestion_deltas(before, after) -> dict:
-    names = [("sensorhub_events_ingested_total", {"outcome": outcome})
-             for outcome in ("accepted", "duplicate", "rejected")]
-    names += [("sensorhub_events_rejected_total", {"reason": "bad_value"}),
-              ("sensorhub_ingest_batch_size_events_count", {})]
-    return {name + str(sorted(labels.values())): value(after, name, **labels)
-            - value(before, name, **labels) for name, labels in names}
+    names = [
+        ("sensorhub_events_ingested_total", {"outcome": outcome})
+        for outcome in ("accepted", "duplicate", "rejected")
+    ]
+    names += [
+        ("sensorhub_events_rejected_total", {"reason": "bad_value"}),
+        ("sensorhub_ingest_batch_size_events_count", {}),
+    ]
+    return {
+        name + str(sorted(labels.values())): value(after, name, **labels)
+        - value(before, name, **labels)
+        for name, labels in names
+    }
 
 
 def test_events_ingested_in_a_committed_request_are_counted_by_outcome(committing_testapp):
     before = scrape(committing_testapp)
     committing_testapp.get("/test/ingested")
     deltas = ingestion_deltas(before, scrape(committing_testapp))
-    assert deltas == {"sensorhub_events_ingested_total['accepted']": 2,
-                      "sensorhub_events_ingested_total['duplicate']": 1,
-                      "sensorhub_events_ingested_total['rejected']": 1,
-                      "sensorhub_events_rejected_total['bad_value']": 1,
-                      "sensorhub_ingest_batch_size_events_count[]": 1}
+    assert deltas == {
+        "sensorhub_events_ingested_total['accepted']": 2,
+        "sensorhub_events_ingested_total['duplicate']": 1,
+        "sensorhub_events_ingested_total['rejected']": 1,
+        "sensorhub_events_rejected_total['bad_value']": 1,
+        "sensorhub_ingest_batch_size_events_count[]": 1,
+    }
 
 
-@pytest.mark.parametrize("path, status", [("/test/ingested_then_aborted", 409),
-                                          ("/test/ingested_then_commit_fails", 500)])
+@pytest.mark.parametrize(
+    "path, status",
+    [("/test/ingested_then_aborted", 409), ("/test/ingested_then_commit_fails", 500)],
+)
 def test_a_rolled_back_request_moves_no_domain_counter(committing_testapp, path, status):
     before = scrape(committing_testapp)
     committing_testapp.get(path, status=status)
     after = scrape(committing_testapp)
     assert set(ingestion_deltas(before, after).values()) == {0}
     route = path.rsplit("/", 1)[1]
-    assert value(after, "sensorhub_http_requests_total", method="GET", route=f"test.{route}",
-                 status=str(status)) == value(before, "sensorhub_http_requests_total",
-                                              method="GET", route=f"test.{route}",
-                                              status=str(status)) + 1
+    assert (
+        value(
+            after,
+            "sensorhub_http_requests_total",
+            method="GET",
+            route=f"test.{route}",
+            status=str(status),
+        )
+        == value(
+            before,
+            "sensorhub_http_requests_total",
+            method="GET",
+            route=f"test.{route}",
+            status=str(status),
+        )
+        + 1
+    )
 
 
 def test_database_transactions_are_timed_from_begin_to_commit(committing_testapp):
@@ -394,20 +497,30 @@ def test_a_metrics_token_protects_the_endpoint(app_factory):
     assert refused.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
     assert refused.content_type == "application/problem+json"
     app.get("/metrics", headers={"Authorization": "Bearer wrong"}, status=401)
-    assert "sensorhub_http_requests_total" in app.get(
-        "/metrics", headers={"Authorization": "Bearer scrape-me"}).text
+    assert (
+        "sensorhub_http_requests_total"
+        in app.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).text
+    )
 
 
 def test_scraping_with_the_metrics_token_is_not_an_authentication_failure(app_factory):
     # pyramid_tm's annotate_user would otherwise hand every request's bearer token to the auth
     # plugin, which counts the scraper's token as a refused credential (and feeds its guard).
-    app = webtest.TestApp(app_factory(["auth", "metrics"], {
-        "sensorhub.metrics.token": "scrape-me", "sensorhub.auth.admin_token": ADMIN_TOKEN,
-        "tm.annotate_user": "false"}))
+    app = webtest.TestApp(
+        app_factory(
+            ["auth", "metrics"],
+            {
+                "sensorhub.metrics.token": "scrape-me",
+                "sensorhub.auth.admin_token": ADMIN_TOKEN,
+                "tm.annotate_user": "false",
+            },
+        )
+    )
     for _ in range(3):
         samples = scrape(app, Authorization="Bearer scrape-me")
-    assert sum(v for (name, _), v in samples.items()
-               if name == "sensorhub_auth_failures_total") == 0
+    assert (
+        sum(v for (name, _), v in samples.items() if name == "sensorhub_auth_failures_total") == 0
+    )
 
 
 def test_metrics_can_move_to_their_own_loopback_port(app_factory):
@@ -424,8 +537,7 @@ def test_metrics_can_move_to_their_own_loopback_port(app_factory):
         thread.join(5)
 
 
-def test_a_multiprocess_dir_the_process_did_not_start_with_stops_start_up(app_factory,
-                                                                          tmp_path):
+def test_a_multiprocess_dir_the_process_did_not_start_with_stops_start_up(app_factory, tmp_path):
     with pytest.raises(StartupError, match="PROMETHEUS_MULTIPROC_DIR.*before Python starts"):
         app_factory(["metrics"], environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
 

@@ -31,8 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "sensorhub.json"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-PROMETHEUS_OWN_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS",
-                         "ALERTS_FOR_STATE"}
+PROMETHEUS_OWN_SERIES = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+}
 SUFFIXES = ("", "_total", "_bucket", "_count", "_sum", "_created")
 KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
@@ -47,11 +52,12 @@ def metric_names(expr: str) -> set[str]:
     expr = _GROUPING.sub(" ", expr)
     names = set()
     for match in _IDENTIFIER.finditer(expr):
-        rest = expr[match.end():].lstrip()
+        rest = expr[match.end() :].lstrip()
         if rest.startswith("(") or match.group() in KEYWORDS:
             continue  # a function or aggregation
-        if match.start() > 0 and (expr[match.start() - 1].isdigit()
-                                  or expr[match.start() - 1] == "."):
+        if match.start() > 0 and (
+            expr[match.start() - 1].isdigit() or expr[match.start() - 1] == "."
+        ):
             continue  # the exponent or unit of a number
         names.add(match.group())
     return names
@@ -73,8 +79,9 @@ def dashboard_expressions() -> dict[str, str]:
 
 
 def rules() -> list[dict]:
-    return [rule for group in yaml.safe_load(RULES.read_text())["groups"]
-            for rule in group["rules"]]
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
 
 
 def rule_expressions() -> dict[str, str]:
@@ -90,11 +97,13 @@ def plugins():
 def exported_names(app) -> set[str]:
     """Family and sample names of an app that has seen every domain event once."""
     registry = app.registry
-    for event in (EventsIngested(None, "sen_1", 3, 1, 1, 1, {"invalid_field": 1}),
-                  SensorAuthenticated(None, "sen_1"), AuthenticationFailed(None, "unknown"),
-                  RequestRateLimited(None, "auth_failures"),
-                  CommitGroupFlushed(requests=2, events=3, duration_seconds=0.01,
-                                     succeeded=True)):
+    for event in (
+        EventsIngested(None, "sen_1", 3, 1, 1, 1, {"invalid_field": 1}),
+        SensorAuthenticated(None, "sen_1"),
+        AuthenticationFailed(None, "unknown"),
+        RequestRateLimited(None, "auth_failures"),
+        CommitGroupFlushed(requests=2, events=3, duration_seconds=0.01, succeeded=True),
+    ):
         registry.notify(event)
     registry[DISPATCHER_KEY] = ThreadedTaskDispatcher()
     try:
@@ -111,9 +120,16 @@ def exported_names(app) -> set[str]:
 
 
 def known(name: str, exported: set[str], recorded: set[str]) -> bool:
-    return (name in recorded or name in PROMETHEUS_OWN_SERIES
-            or any(name.endswith(suffix) and name[:len(name) - len(suffix)] in exported
-                   for suffix in SUFFIXES if suffix) or name in exported)
+    return (
+        name in recorded
+        or name in PROMETHEUS_OWN_SERIES
+        or any(
+            name.endswith(suffix) and name[: len(name) - len(suffix)] in exported
+            for suffix in SUFFIXES
+            if suffix
+        )
+        or name in exported
+    )
 
 
 @pytest.mark.parametrize("source", ["dashboard", "rules"])
@@ -121,15 +137,20 @@ def test_every_promql_expression_references_only_series_that_exist(exported_name
     expressions = dashboard_expressions() if source == "dashboard" else rule_expressions()
     recorded = {rule["record"] for rule in rules() if "record" in rule}
     assert expressions
-    unknown = {where: sorted(name for name in metric_names(expr)
-                             if not known(name, exported_names, recorded))
-               for where, expr in expressions.items()}
+    unknown = {
+        where: sorted(
+            name for name in metric_names(expr) if not known(name, exported_names, recorded)
+        )
+        for where, expr in expressions.items()
+    }
     assert {where: names for where, names in unknown.items() if names} == {}
 
 
 def test_the_name_check_catches_a_misspelt_metric(exported_names):
-    names = metric_names('sum by (route) (rate(sensorhub_http_request_total{job="$job"}'
-                         '[$__rate_interval])) / on (job) group_left sensorhub_build_info')
+    names = metric_names(
+        'sum by (route) (rate(sensorhub_http_request_total{job="$job"}'
+        "[$__rate_interval])) / on (job) group_left sensorhub_build_info"
+    )
     assert names == {"sensorhub_http_request_total", "sensorhub_build_info"}
     assert not known("sensorhub_http_request_total", exported_names, set())
     assert known("sensorhub_http_requests_total", exported_names, set())
@@ -138,8 +159,9 @@ def test_the_name_check_catches_a_misspelt_metric(exported_names):
 def test_every_alert_has_a_dashboard_panel_and_a_runbook_section():
     alerts = [rule for rule in rules() if "alert" in rule]
     panels = {panel["title"] for panel in json.loads(DASHBOARD.read_text())["panels"]}
-    headings = {line[4:].strip() for line in RUNBOOK.read_text().splitlines()
-                if line.startswith("### ")}
+    headings = {
+        line[4:].strip() for line in RUNBOOK.read_text().splitlines() if line.startswith("### ")
+    }
     assert len(alerts) == 5
     for alert in alerts:
         name = alert["alert"]
@@ -150,7 +172,14 @@ def test_every_alert_has_a_dashboard_panel_and_a_runbook_section():
 
 
 def test_the_dashboard_has_a_red_an_ingestion_and_a_saturation_row():
-    rows = [panel["title"] for panel in json.loads(DASHBOARD.read_text())["panels"]
-            if panel["type"] == "row"]
-    assert [title.split(":")[0].split(" ")[0] for title in rows] == \
-        ["RED", "Ingestion", "Saturation", "Alerts"]
+    rows = [
+        panel["title"]
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        if panel["type"] == "row"
+    ]
+    assert [title.split(":")[0].split(" ")[0] for title in rows] == [
+        "RED",
+        "Ingestion",
+        "Saturation",
+        "Alerts",
+    ]

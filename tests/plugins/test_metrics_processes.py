@@ -51,15 +51,21 @@ PREFORK_SERVER = textwrap.dedent("""
 
 def run_prefork_server(directory: Path, database_url: str) -> str:
     environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    result = subprocess.run([sys.executable, "-c", PREFORK_SERVER, database_url], env=environ,
-                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", PREFORK_SERVER, database_url],
+        env=environ,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def samples_of(text: str) -> list:
-    return [sample for family in text_string_to_metric_families(text)
-            for sample in family.samples]
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def test_workers_sharing_a_multiprocess_dir_are_scraped_as_one(tmp_path):
@@ -68,9 +74,12 @@ def test_workers_sharing_a_multiprocess_dir_are_scraped_as_one(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     exposition = run_prefork_server(directory, database_url)
 
-    healthz = [sample for sample in samples_of(exposition)
-               if sample.name == "sensorhub_http_requests_total"
-               and sample.labels.get("route") == "healthz"]
+    healthz = [
+        sample
+        for sample in samples_of(exposition)
+        if sample.name == "sensorhub_http_requests_total"
+        and sample.labels.get("route") == "healthz"
+    ]
     assert [sample.value for sample in healthz] == [5.0]  # both workers, each counted once
     names = {sample.name for sample in samples_of(exposition)}
     assert "sensorhub_build_info" in names and "sensorhub_server_threads" in names
@@ -109,17 +118,20 @@ def gateway_stub():
 
 def write_ini(tmp_path: Path, plugins: str = "metrics") -> Path:
     ini = tmp_path / "admin.ini"
-    ini.write_text(textwrap.dedent(f"""
+    ini.write_text(
+        textwrap.dedent(f"""
         [app:main]
         use = egg:sensorhub
         sensorhub.plugins = {plugins}
-        sensorhub.database.url = sqlite:///{tmp_path / 'admin.sqlite'}
-    """))
+        sensorhub.database.url = sqlite:///{tmp_path / "admin.sqlite"}
+    """)
+    )
     return ini
 
 
-def test_an_admin_command_pushes_its_duration_outcome_and_rows(tmp_path, monkeypatch,
-                                                               gateway_stub, capsys):
+def test_an_admin_command_pushes_its_duration_outcome_and_rows(
+    tmp_path, monkeypatch, gateway_stub, capsys
+):
     url, received = gateway_stub
     monkeypatch.setenv("SENSORHUB_PUSHGATEWAY_URL", url)
     assert admin.main(["migrate", str(write_ini(tmp_path))]) == 0
@@ -139,15 +151,20 @@ def test_an_unreachable_pushgateway_never_fails_the_command(tmp_path, monkeypatc
     assert admin.main(["migrate", str(write_ini(tmp_path))]) == 0
 
 
-@pytest.mark.skipif(not REQUIRED and not os.access(PUSHGATEWAY, os.X_OK),
-                    reason=f"{PUSHGATEWAY} is not installed (Debian: apt install "
-                           "prometheus-pushgateway); CI sets SENSORHUB_REQUIRE_PROMETHEUS=1")
+@pytest.mark.skipif(
+    not REQUIRED and not os.access(PUSHGATEWAY, os.X_OK),
+    reason=f"{PUSHGATEWAY} is not installed (Debian: apt install "
+    "prometheus-pushgateway); CI sets SENSORHUB_REQUIRE_PROMETHEUS=1",
+)
 def test_the_real_pushgateway_keeps_what_an_admin_command_pushed(tmp_path, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/-/ready", process)
@@ -155,10 +172,10 @@ def test_the_real_pushgateway_keeps_what_an_admin_command_pushed(tmp_path, monke
         assert admin.main(["migrate", str(write_ini(tmp_path))]) == 0
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as answer:  # noqa: S310
             exposed = samples_of(answer.read().decode())
-        [succeeded] = [sample for sample in exposed
-                       if sample.name == "sensorhub_admin_command_succeeded"]
-        assert succeeded.labels == {"job": "sensorhub_admin", "command": "migrate",
-                                    "instance": ""}
+        [succeeded] = [
+            sample for sample in exposed if sample.name == "sensorhub_admin_command_succeeded"
+        ]
+        assert succeeded.labels == {"job": "sensorhub_admin", "command": "migrate", "instance": ""}
         assert succeeded.value == 1
     finally:
         process.terminate()
@@ -175,4 +192,3 @@ def wait_until_up(url: str, process, timeout: float = 15) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
-

@@ -30,15 +30,17 @@ REQUIRED = os.environ.get("SENSORHUB_REQUIRE_PROMETHEUS") == "1"
 
 
 def binary(name: str) -> str | None:
-    return shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK)
-                                  else None)
+    return shutil.which(name) or (
+        f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None
+    )
 
 
 PROMTOOL, PROMETHEUS = binary("promtool"), binary("prometheus")
 needs_prometheus = pytest.mark.skipif(
     not REQUIRED and not (PROMTOOL and PROMETHEUS),
     reason="Debian's prometheus package (promtool, prometheus) is not installed; "
-           "CI installs it and sets SENSORHUB_REQUIRE_PROMETHEUS=1")
+    "CI installs it and sets SENSORHUB_REQUIRE_PROMETHEUS=1",
+)
 
 # SensorHub on waitress, sharing its dispatcher the way the server runner should, so the
 # saturation collector sees the real thread pool.
@@ -64,8 +66,9 @@ def free_port() -> int:
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
     assert PROMTOOL, "promtool is not installed (Debian: apt install prometheus)"
-    return subprocess.run([PROMTOOL, *args], cwd=DEPLOY, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @needs_prometheus
@@ -104,7 +107,11 @@ def wait_for(check, what: str, timeout: float = 30):
 def sensorhub_server(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-c", APP_SERVER, f"sqlite:///{tmp_path / 'app.sqlite'}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         port = int(process.stdout.readline())
         yield f"127.0.0.1:{port}"
@@ -118,20 +125,32 @@ def sensorhub_server(tmp_path):
 def prometheus(tmp_path, sensorhub_server):
     assert PROMETHEUS, "prometheus is not installed (Debian: apt install prometheus)"
     config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(DEPLOY / "rules.yml")],
-        "scrape_configs": [{"job_name": "sensorhub",
-                            "static_configs": [{"targets": [sensorhub_server]}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(DEPLOY / "rules.yml")],
+                "scrape_configs": [
+                    {"job_name": "sensorhub", "static_configs": [{"targets": [sensorhub_server]}]}
+                ],
+            }
+        )
+    )
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address={address}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={address}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: process.poll() is None and get(f"http://{address}/-/ready"),
-                 "prometheus ready")
+        wait_for(
+            lambda: process.poll() is None and get(f"http://{address}/-/ready"), "prometheus ready"
+        )
         yield f"http://{address}", f"http://{sensorhub_server}"
     finally:
         process.terminate()
@@ -156,19 +175,29 @@ def test_a_real_prometheus_scrapes_the_red_series_and_evaluates_the_rules(promet
         except urllib.error.HTTPError as error:
             assert error.code == 404
 
-    healthz = wait_for(lambda: query(prometheus_url, 'sensorhub_http_requests_total{'
-                                     'job="sensorhub",route="healthz",status="200"} >= 5'),
-                       "5 healthz requests in Prometheus")
+    healthz = wait_for(
+        lambda: query(
+            prometheus_url,
+            'sensorhub_http_requests_total{job="sensorhub",route="healthz",status="200"} >= 5',
+        ),
+        "5 healthz requests in Prometheus",
+    )
     assert healthz[0]["metric"]["method"] == "GET"
     unmatched = query(prometheus_url, 'sensorhub_http_requests_total{route="unmatched"}')
     assert [series["metric"]["status"] for series in unmatched] == ["404"]
-    assert wait_for(lambda: query(
-        prometheus_url, 'sensorhub_http_request_duration_seconds_count{route="healthz"}'),
-        "the latency histogram")
+    assert wait_for(
+        lambda: query(
+            prometheus_url, 'sensorhub_http_request_duration_seconds_count{route="healthz"}'
+        ),
+        "the latency histogram",
+    )
     assert query(prometheus_url, 'up{job="sensorhub"} == 1')
     assert query(prometheus_url, "sensorhub_server_queued_requests")  # waitress, for real
-    assert wait_for(lambda: query(
-        prometheus_url, 'job_route_status:sensorhub_http_requests:rate5m{route="healthz"}'),
-        "a recording rule evaluated on scraped data")
+    assert wait_for(
+        lambda: query(
+            prometheus_url, 'job_route_status:sensorhub_http_requests:rate5m{route="healthz"}'
+        ),
+        "a recording rule evaluated on scraped data",
+    )
     firing = query(prometheus_url, 'ALERTS{alertstate="firing"}')
     assert firing == []  # a healthy instance trips nothing

@@ -28,8 +28,12 @@ def upgrade() -> None:
         sa.Column("last_used_at", UTCDateTime(), nullable=True),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["sensor_id"], ["sensors.id"], ondelete="CASCADE",
-                                name=op.f("fk_sensor_tokens_sensor_id_sensors")),
+        sa.ForeignKeyConstraint(
+            ["sensor_id"],
+            ["sensors.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_sensor_tokens_sensor_id_sensors"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sensor_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_sensor_tokens_token_hash")),
     )

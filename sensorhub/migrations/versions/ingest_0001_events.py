@@ -29,10 +29,13 @@ def upgrade() -> None:
         sa.Column("received_at", sa.BigInteger(), nullable=False),
         sa.Column("data", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ingest_events")),
-        sa.ForeignKeyConstraint(["sensor_id"], ["sensors.id"], ondelete="CASCADE",
-                                name=op.f("fk_ingest_events_sensor_id_sensors")),
-        sa.UniqueConstraint("sensor_id", "event_id",
-                            name="uq_ingest_events_sensor_id_event_id"),
+        sa.ForeignKeyConstraint(
+            ["sensor_id"],
+            ["sensors.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ingest_events_sensor_id_sensors"),
+        ),
+        sa.UniqueConstraint("sensor_id", "event_id", name="uq_ingest_events_sensor_id_event_id"),
     )
     op.create_index("ix_ingest_events_sensor_id_ts", "ingest_events", ["sensor_id", "ts", "id"])
     op.create_table(
@@ -43,8 +46,12 @@ def upgrade() -> None:
         sa.Column("rejected_count", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("last_event_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("sensor_id", name=op.f("pk_ingest_sensor_stats")),
-        sa.ForeignKeyConstraint(["sensor_id"], ["sensors.id"], ondelete="CASCADE",
-                                name=op.f("fk_ingest_sensor_stats_sensor_id_sensors")),
+        sa.ForeignKeyConstraint(
+            ["sensor_id"],
+            ["sensors.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ingest_sensor_stats_sensor_id_sensors"),
+        ),
     )
 
 

@@ -1,7 +1,6 @@
 """A plugin the core has never heard of, loaded by dotted name: proof that the core knows no
 plugin and that every contract (settings, routes, errors, security, health) is open to one."""
 
-
 from sqlalchemy import func, select
 
 from sensorhub.db import begin_writing
@@ -34,8 +33,10 @@ class HeaderSecurityPolicy:
 
 
 def echo_setting(request):
-    return {"answer": request.registry.settings["sensorhub.fake.answer"],
-            "query": dict(request.GET)}
+    return {
+        "answer": request.registry.settings["sensorhub.fake.answer"],
+        "query": dict(request.GET),
+    }
 
 
 def explode(request):
@@ -62,8 +63,10 @@ def transaction_kind(request):
     if request.params.get("write") == "yes":
         begin_writing(request.dbsession)
     connection = request.dbsession.connection()
-    return {"begin": connection.get_execution_options().get("sqlite_begin", "IMMEDIATE"),
-            "sensors": connection.execute(select(func.count()).select_from(Sensor)).scalar()}
+    return {
+        "begin": connection.get_execution_options().get("sqlite_begin", "IMMEDIATE"),
+        "sensors": connection.execute(select(func.count()).select_from(Sensor)).scalar(),
+    }
 
 
 def includeme(config):
@@ -84,5 +87,6 @@ def includeme(config):
     config.add_view(transaction_kind, route_name="fake_reader_post", renderer="json")
     config.add_reader_route("fake_reader_post")
     config.add_route("fake_sensors", "/fake/sensors")
-    config.add_view(create_sensor, route_name="fake_sensors", request_method="POST",
-                    renderer="json")
+    config.add_view(
+        create_sensor, route_name="fake_sensors", request_method="POST", renderer="json"
+    )

@@ -10,5 +10,4 @@ def secret_view(request):
 
 def includeme(config):
     config.add_route("unguarded_secret", "/unguarded/secret")
-    config.add_view(secret_view, route_name="unguarded_secret", permission=SENSOR,
-                    renderer="json")
+    config.add_view(secret_view, route_name="unguarded_secret", permission=SENSOR, renderer="json")
