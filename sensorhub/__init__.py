@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pyramid.config import Configurator
@@ -17,10 +18,13 @@ from .identity import DenyAllSecurityPolicy
 from .plugins import available_plugins, include_plugins
 from .settings import StartupError, settings_table
 
+if TYPE_CHECKING:
+    from pyramid.router import Router
+
 __all__ = ["__version__", "main", "make_app"]
 
 
-def main(global_config, **settings):
+def main(global_config: Mapping[str, str], **settings: str) -> Router:
     """The ``paste.app_factory`` (``use = egg:sensorhub``): pserve, bootstrap and WSGI servers.
 
     A configuration mistake stops start-up with one line that says what to fix.
@@ -32,7 +36,9 @@ def main(global_config, **settings):
         raise SystemExit(f"sensorhub: cannot start: {error}") from None
 
 
-def make_app(settings: Mapping, environ: Mapping[str, str] | None = None, process: str = "server"):
+def make_app(
+    settings: Mapping[str, Any], environ: Mapping[str, str] | None = None, process: str = "server"
+) -> Router:
     """Build the WSGI app from raw ini ``settings`` and an ``environ`` (tests inject one).
 
     ``registry["sensorhub.process"]`` tells plugins what kind of process loads them: "server"
@@ -64,7 +70,7 @@ def make_app(settings: Mapping, environ: Mapping[str, str] | None = None, proces
     return app
 
 
-def _bake_request_extensions(router) -> None:
+def _bake_request_extensions(router: Router) -> None:
     """Give the router a request class that already has the ``add_request_method`` methods and
     properties, instead of applying them to every request.
 
@@ -89,7 +95,7 @@ def _bake_request_extensions(router) -> None:
     router.request_extensions = None
 
 
-def _warn_about_undeclared_settings(config) -> None:
+def _warn_about_undeclared_settings(config: Configurator) -> None:
     """Catch typos in the ini (``sensorhub.ingest.parital``) without nagging about the keys of
     an installed plugin that this environment chose not to load."""
     log = structlog.get_logger(__name__)

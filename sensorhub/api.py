@@ -6,20 +6,28 @@ url=…, **facts)``; clients discover features instead of guessing from the vers
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .__version__ import __version__
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
 
 API_PREFIX = "/api/v1"
 _REGISTRY_KEY = "sensorhub.api_capabilities"
 
 
-def add_api_capability(config, name: str, description: str, url: str = "", **facts) -> None:
+def add_api_capability(
+    config: Configurator, name: str, description: str, url: str = "", **facts: object
+) -> None:
     capabilities = config.registry[_REGISTRY_KEY]
     if name in capabilities:
         raise ValueError(f"API capability {name!r} is registered twice")
     capabilities[name] = {"description": description, "url": url, **facts}
 
 
-def api_root(request):
+def api_root(request: Request) -> dict[str, object]:
     return {
         "name": "sensorhub",
         "version": __version__,
@@ -28,7 +36,7 @@ def api_root(request):
     }
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.registry[_REGISTRY_KEY] = {}
     config.add_directive("add_api_capability", add_api_capability)
     config.add_route("api_root", f"{API_PREFIX}/")

@@ -45,14 +45,20 @@ import fcntl
 import functools
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import Setting, StartupError, as_choice, as_database_url, as_duration, as_int
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
 
 DBSESSION_ENVIRON_KEY = "sensorhub.dbsession"
 READER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -114,10 +120,10 @@ SETTINGS = (
 )
 
 
-def get_engine(settings) -> Engine:
+def get_engine(settings: Mapping[str, Any]) -> Engine:
     """Build the engine from the typed ``sensorhub.database.*`` settings."""
     url = make_url(settings["sensorhub.database.url"])
-    options: dict = {"sqlalchemy.url": url, "sqlalchemy.hide_parameters": True}
+    options: dict[str, Any] = {"sqlalchemy.url": url, "sqlalchemy.hide_parameters": True}
     if url.database not in (None, "", ":memory:"):  # in-memory SQLite: a connection per thread
         # Sized for waitress's threads plus background writers: a checkout beyond the pool
         # opens a new connection, which on SQLite means reopening the file and its WAL index.
@@ -151,7 +157,7 @@ def get_engine(settings) -> Engine:
     return engine
 
 
-def _ensure_sqlite_directory(url) -> None:
+def _ensure_sqlite_directory(url: URL) -> None:
     if url.database and url.database != ":memory:":
         directory = Path(url.database).parent
         try:
@@ -164,12 +170,12 @@ def _ensure_sqlite_directory(url) -> None:
             ) from None
 
 
-def _configure_sqlite(engine: Engine, settings) -> None:
+def _configure_sqlite(engine: Engine, settings: Mapping[str, Any]) -> None:
     busy_ms = int(settings["sensorhub.database.sqlite_busy_timeout"] * 1000)
     synchronous = settings["sensorhub.database.sqlite_synchronous"].upper()
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:  # the driver's connection
         # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -180,16 +186,20 @@ def _configure_sqlite(engine: Engine, settings) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection):
+    def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def get_session_factory(engine: Engine) -> sessionmaker:
+def get_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def get_tm_session(session_factory: sessionmaker, transaction_manager, request=None) -> Session:
+def get_tm_session(
+    session_factory: sessionmaker[Session],
+    transaction_manager: Any,  # a transaction.TransactionManager (the package has no types)
+    request: Request | None = None,
+) -> Session:
     """A session joined to ``transaction_manager``: it commits or aborts with the transaction.
 
     In a request, use ``request.dbsession`` (this, bound to ``request.tm``). In a script::
@@ -229,7 +239,7 @@ class _FileTurns:
         self._threads = threading.Lock()
         self._fd = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._threads.acquire()
         try:
             if self._fd is None:
@@ -240,14 +250,14 @@ class _FileTurns:
             raise
         return self
 
-    def __exit__(self, *_exc):
+    def __exit__(self, *_exc: object) -> None:
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(cast(int, self._fd), fcntl.LOCK_UN)  # opened by __enter__
         finally:
             self._threads.release()
 
 
-def writer_turns(engine: Engine):
+def writer_turns(engine: Engine) -> contextlib.AbstractContextManager[object]:
     """A reusable context manager for a process's busy writer: on a SQLite file, writers of
     several processes take turns through it (see the module docstring); elsewhere it does
     nothing (PostgreSQL's row locks queue writers without sleeping)."""
@@ -262,29 +272,29 @@ def _turns_for(path: str) -> _FileTurns:
     return _FileTurns(path)  # one per file and process: one descriptor, one fork hook
 
 
-def add_reader_route(config, route_name: str) -> None:
+def add_reader_route(config: Configurator, route_name: str) -> None:
     """Declare that requests to ``route_name`` only read in ``request.dbsession``, whatever
     their method (their writes go through another connection): on SQLite they then never hold
     the write lock while they authenticate, parse or wait."""
     config.registry[_READER_ROUTES].add(route_name)
 
 
-def _is_reader(request) -> bool:
+def _is_reader(request: Request) -> bool:
     if request.method in READER_METHODS:
         return True
     route = request.matched_route
     return route is not None and route.name in request.registry[_READER_ROUTES]
 
 
-def _request_dbsession(request) -> Session:
-    dbsession = request.environ.get(DBSESSION_ENVIRON_KEY)  # test hook
+def _request_dbsession(request: Request) -> Session:
+    dbsession: Session | None = request.environ.get(DBSESSION_ENVIRON_KEY)  # test hook
     if dbsession is None:
         name = "dbsession_factory.reader" if _is_reader(request) else "dbsession_factory"
         dbsession = get_tm_session(request.registry[name], request.tm, request=request)
     return dbsession
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.get_settings()
     # pyramid_tm: one transaction per request, committed before the response leaves; the

@@ -14,6 +14,7 @@ that is down or saturated answers 503 with ``Retry-After``, not a hung thread or
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
@@ -22,6 +23,10 @@ from pyramid.interfaces import ISecurityPolicy
 from pyramid.response import Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
 
 PROBLEM_JSON = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -33,7 +38,7 @@ def problem(
     status: int,
     detail: str,
     *,
-    errors: Sequence[Mapping] | None = None,
+    errors: Sequence[Mapping[str, object]] | None = None,
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> HTTPException:
@@ -45,16 +50,16 @@ def problem(
 
 
 def problem_response(
-    request,
+    request: Request,
     status: int,
     detail: str,
     *,
     title: str | None = None,
-    errors: Sequence[Mapping] | None = None,
+    errors: Sequence[Mapping[str, object]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     exc_class = status_map.get(status)
-    body = {
+    body: dict[str, object] = {
         "type": "about:blank",
         "title": title or (exc_class.title if exc_class else "Error"),
         "status": status,
@@ -74,7 +79,7 @@ def problem_response(
 _SAFE_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Location")
 
 
-def http_error_view(exc: HTTPException, request) -> Response:
+def http_error_view(exc: HTTPException, request: Request) -> Response:
     if exc.status_code < 400:  # redirects and other non-errors pass through untouched
         return exc
     headers = {name: exc.headers[name] for name in _SAFE_HEADERS if name in exc.headers}
@@ -91,10 +96,11 @@ def http_error_view(exc: HTTPException, request) -> Response:
 def _detail(exc: HTTPException) -> str:
     if exc.detail:
         return str(exc.detail)
-    return exc.explanation.strip() or exc.title
+    fallback: str = exc.explanation.strip() or exc.title
+    return fallback
 
 
-def not_found_view(exc: HTTPNotFound, request) -> Response:
+def not_found_view(exc: HTTPNotFound, request: Request) -> Response:
     allowed = _allowed_methods(request)
     if allowed and request.method not in allowed:
         return problem_response(
@@ -114,7 +120,7 @@ def not_found_view(exc: HTTPNotFound, request) -> Response:
     return problem_response(request, 404, detail)
 
 
-def _allowed_methods(request) -> set[str]:
+def _allowed_methods(request: Request) -> set[str]:
     """The methods some view answers on the matched route (Pyramid reports a method mismatch as
     a 404 ``PredicateMismatch``; clients deserve 405 with ``Allow``)."""
     route = request.matched_route
@@ -137,7 +143,7 @@ def _allowed_methods(request) -> set[str]:
     return methods
 
 
-def forbidden_view(exc: HTTPForbidden, request) -> Response:
+def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
     """403 for an authenticated caller lacking permission; 401 (with the policy's challenge)
     for a caller who is not authenticated at all."""
     if request.is_authenticated:
@@ -157,13 +163,13 @@ def _detail_or(exc: HTTPException, fallback: str) -> str:
     return str(exc.detail) if exc.detail else fallback
 
 
-def undecodable_input_view(exc: UnicodeDecodeError, request) -> Response:
+def undecodable_input_view(exc: UnicodeDecodeError, request: Request) -> Response:
     # WebOb decodes the query string and form bodies lazily; bytes that are not UTF-8 are the
     # client's mistake wherever a view happens to touch them.
     return problem_response(request, 400, "the request's query string or body is not valid UTF-8")
 
 
-def database_unavailable_view(exc: DBAPIError, request) -> Response:
+def database_unavailable_view(exc: DBAPIError, request: Request) -> Response:
     log.error("database_unavailable", error=type(exc.orig or exc).__name__)
     return problem_response(
         request,
@@ -173,12 +179,12 @@ def database_unavailable_view(exc: DBAPIError, request) -> Response:
     )
 
 
-def unexpected_error_view(exc: Exception, request) -> Response:
+def unexpected_error_view(exc: Exception, request: Request) -> Response:
     log.error("unexpected_error", exc_info=exc)
     return problem_response(request, 500, "internal error; quote the request_id when reporting it")
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_exception_view(http_error_view, context=HTTPException)
     config.add_exception_view(not_found_view, context=HTTPNotFound)
     config.add_exception_view(forbidden_view, context=HTTPForbidden)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class AdminCommandFinished:
     rows: int | None = None
 
 
-def notify_after_commit(request, event) -> None:
+def notify_after_commit(request: Request, event: object) -> None:
     """Publish ``event`` once ``request.tm``'s transaction has committed; never if it aborts."""
     registry = request.registry
 

@@ -13,44 +13,50 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
 from .errors import problem_response
 from .settings import Setting, as_duration
 
-HealthCheck = Callable[[object], "str | None"]
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+# A check passes by returning None; it fails by raising or by returning the reason.
+HealthCheck = Callable[["Request"], "str | None"]
 _REGISTRY_KEY = "sensorhub.health_checks"
 _EXECUTOR_KEY = "sensorhub.health_executor"
 
 
-def add_health_check(config, name: str, check: HealthCheck) -> None:
+def add_health_check(config: Configurator, name: str, check: HealthCheck) -> None:
     config.registry[_REGISTRY_KEY][name] = config.maybe_dotted(check)
 
 
-def database_check(request) -> None:
+def database_check(request: Request) -> None:
     # DEFERRED: a readiness probe must not queue behind writers for SQLite's write lock.
     engine = request.registry["dbengine"]
     with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
         connection.execute(text("SELECT 1"))
 
 
-def healthz(request):
+def healthz(request: Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-def readyz(request):
-    checks = request.registry[_REGISTRY_KEY]
-    timeout = request.registry.settings["sensorhub.health.timeout"]
-    executor = request.registry[_EXECUTOR_KEY]
+def readyz(request: Request) -> dict[str, object] | Response:
+    checks: dict[str, HealthCheck] = request.registry[_REGISTRY_KEY]
+    timeout: float = request.registry.settings["sensorhub.health.timeout"]
+    executor: concurrent.futures.Executor = request.registry[_EXECUTOR_KEY]
     futures = {name: executor.submit(check, request) for name, check in checks.items()}
     done, _ = concurrent.futures.wait(futures.values(), timeout=timeout)
-    results = {}
+    results: dict[str, str] = {}
     for name, future in futures.items():
         if future not in done:
             results[name] = f"timed out after {timeout:g}s"
-        elif future.exception() is not None:
-            error = future.exception()
+        elif (error := future.exception()) is not None:
             results[name] = f"{type(error).__name__}: {_first_line(error)}"
         else:
             results[name] = future.result() or "ok"
@@ -72,7 +78,7 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0][:200]
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.declare_settings(
         Setting(
             "sensorhub.health.timeout",

@@ -11,8 +11,12 @@ the core's 401 response uses it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyramid.security import Denied
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
 
 # View permissions.
 SENSOR = "sensor"  # the caller is an enabled sensor acting as itself
@@ -31,7 +35,7 @@ class AdminIdentity:
     name: str = "admin"
 
 
-def sensor_id_of(request) -> str | None:
+def sensor_id_of(request: Request) -> str | None:
     """The calling sensor's id, or None (anonymous, admin)."""
     identity = request.identity
     return identity.sensor_id if isinstance(identity, SensorIdentity) else None
@@ -45,17 +49,17 @@ class DenyAllSecurityPolicy:
     An auth plugin replaces this with ``config.set_security_policy``.
     """
 
-    def identity(self, request):
+    def identity(self, request: Request) -> None:
         return None
 
-    def authenticated_userid(self, request):
+    def authenticated_userid(self, request: Request) -> None:
         return None
 
-    def permits(self, request, context, permission):
+    def permits(self, request: Request, context: object, permission: str) -> Denied:
         return Denied("no auth plugin is loaded: add one to sensorhub.plugins")
 
-    def remember(self, request, userid, **kw):
+    def remember(self, request: Request, userid: object, **kw: object) -> list[tuple[str, str]]:
         return []
 
-    def forget(self, request, **kw):
+    def forget(self, request: Request, **kw: object) -> list[tuple[str, str]]:
         return []

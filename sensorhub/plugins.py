@@ -13,8 +13,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from .settings import Setting, StartupError, as_list
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 ENTRY_POINT_GROUP = "sensorhub.plugins"
 
@@ -55,9 +59,9 @@ def resolve_plugin(name: str) -> str:
     return name
 
 
-def include_plugins(config) -> None:
+def include_plugins(config: Configurator) -> None:
     names = config.registry.settings["sensorhub.plugins"]
-    loaded = []
+    loaded: list[LoadedPlugin] = []
     for name in dict.fromkeys(names):  # keep order, drop repeats
         module = resolve_plugin(name)
         config.include(module)
@@ -65,7 +69,7 @@ def include_plugins(config) -> None:
     config.registry["sensorhub.plugins"] = loaded
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.declare_settings(
         Setting(
             "sensorhub.plugins",

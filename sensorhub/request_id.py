@@ -16,9 +16,19 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 from pyramid.tweens import INGRESS
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    Handler: TypeAlias = Callable[[Request], Response]
 
 HEADER = "X-Request-ID"
 ENVIRON_KEY = "sensorhub.request_id"
@@ -29,10 +39,10 @@ def valid_request_id(value: str | None) -> bool:
     return value is not None and _VALID.fullmatch(value) is not None
 
 
-def request_id(request) -> str:
+def request_id(request: Request) -> str:
     """``request.request_id``: the ID chosen by the tween, or a new one outside the tween
     (scripts, ``bootstrap``)."""
-    rid = request.environ.get(ENVIRON_KEY)
+    rid: str | None = request.environ.get(ENVIRON_KEY)
     if rid is None:
         inbound = request.environ.get("HTTP_X_REQUEST_ID")
         rid = inbound if valid_request_id(inbound) else str(uuid.uuid4())
@@ -40,12 +50,12 @@ def request_id(request) -> str:
     return rid
 
 
-def request_id_tween_factory(handler, registry):
-    def handle_in_request_context(request):
+def request_id_tween_factory(handler: Handler, registry: Registry) -> Handler:
+    def handle_in_request_context(request: Request) -> Response:
         structlog.contextvars.bind_contextvars(request_id=request.request_id)
         return handler(request)
 
-    def request_id_tween(request):
+    def request_id_tween(request: Request) -> Response:
         # A fresh copy of the context per request: whatever this request binds (request ID,
         # sensor id, …) disappears with it instead of bleeding into the thread's next request.
         response = contextvars.copy_context().run(handle_in_request_context, request)
@@ -55,7 +65,7 @@ def request_id_tween_factory(handler, registry):
     return request_id_tween
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_request_method(request_id, "request_id", reify=True)
     # Outermost, so every response (errors from any tween below included) carries the ID.
     config.add_tween("sensorhub.request_id.request_id_tween_factory", under=INGRESS)

@@ -24,10 +24,18 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 
 from .settings import Setting, as_int, as_str
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+    from pyramid.config import Configurator
+    from pyramid.router import Router
 
 SETTINGS = (
     Setting(
@@ -57,10 +65,10 @@ DISPATCHER_KEY = "sensorhub.server.task_dispatcher"
 log = structlog.get_logger(__name__)
 
 
-def serve(app, global_conf, **server_options):
+def serve(app: Router, global_conf: Mapping[str, str], **server_options: str) -> None:
     """A ``paste.server_runner``: waitress, configured from the app's resolved settings."""
     settings = app.registry.settings
-    options = {
+    options: dict[str, Any] = {
         "host": settings["sensorhub.host"],
         "port": settings["sensorhub.port"],
         "threads": settings["sensorhub.threads"],
@@ -101,7 +109,7 @@ def serve(app, global_conf, **server_options):
         os._exit(code)
 
 
-def create_server(app, **options):
+def create_server(app: WSGIApplication, **options: Any) -> Any:  # waitress has no types
     """A waitress server for ``app``, its dispatcher shared so plugins can observe the thread
     pool (busy threads, queued requests)."""
     import waitress
@@ -120,14 +128,16 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=backlog)
 
 
-def run_workers(app, listener: socket.socket, workers: int, options: dict) -> int:
+def run_workers(
+    app: WSGIApplication, listener: socket.socket, workers: int, options: dict[str, Any]
+) -> int:
     """Fork ``workers`` processes serving ``app`` on ``listener``; wait for them. The exit code:
     0 after a requested stop, 1 when a worker died on its own."""
     children = {_fork_worker(app, listener, options) for _ in range(workers)}
     listener.close()  # the workers have it; the parent only supervises
     stopping = False
 
-    def stop(signum, _frame):
+    def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
         for pid in children:
@@ -155,7 +165,7 @@ def run_workers(app, listener: socket.socket, workers: int, options: dict) -> in
     return code
 
 
-def _fork_worker(app, listener: socket.socket, options: dict) -> int:
+def _fork_worker(app: WSGIApplication, listener: socket.socket, options: dict[str, Any]) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -173,7 +183,7 @@ def _fork_worker(app, listener: socket.socket, options: dict) -> int:
         os._exit(code)
 
 
-def _serve_in_worker(app, listener: socket.socket, options: dict) -> int:
+def _serve_in_worker(app: WSGIApplication, listener: socket.socket, options: dict[str, Any]) -> int:
     # Pooled connections opened before the fork belong to the parent (SQLAlchemy's recipe for
     # os.fork): drop them here without closing the parent's.
     engine = getattr(app, "registry", {}).get("dbengine")
@@ -186,13 +196,17 @@ def _serve_in_worker(app, listener: socket.socket, options: dict) -> int:
     return 0
 
 
-def run_until_terminated(server) -> None:
+def run_until_terminated(server: Any) -> None:
     """Serve until SIGTERM, then close the server's sockets and return."""
 
-    class Terminated(Exception):
+    from waitress.wasyncore import ExitNow
+
+    # ExitNow: waitress's event loop re-raises it; any other exception raised while a channel
+    # is being handled is logged there as that channel's error and the worker serves on.
+    class Terminated(ExitNow):  # type: ignore[misc]
         pass
 
-    def stop(_signum, _frame):
+    def stop(_signum: int, _frame: FrameType | None) -> NoReturn:
         raise Terminated
 
     signal.signal(signal.SIGTERM, stop)
@@ -209,5 +223,5 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.declare_settings(*SETTINGS)

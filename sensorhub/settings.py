@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
+
 _REQUIRED = object()
 
 
-class StartupError(ConfigurationError):
+class StartupError(ConfigurationError):  # type: ignore[misc]  # pyramid ships no types
     """A problem an operator must fix before SensorHub can start; its message says how."""
 
 
@@ -240,7 +244,7 @@ class SettingsTable:
             ) from None
         return ResolvedSetting(setting, value, source, owner)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ResolvedSetting]:
         return iter(self._resolved.values())
 
     def __contains__(self, key: str) -> bool:
@@ -267,7 +271,7 @@ class SettingsTable:
         return "" if value is None else str(value)
 
 
-def declare_settings(config, *settings: Setting) -> None:
+def declare_settings(config: Configurator, *settings: Setting) -> None:
     """Config directive: declare settings and write their typed values into registry.settings.
 
     Called by the core and by each plugin's ``includeme`` before it reads its own keys::
@@ -281,11 +285,12 @@ def declare_settings(config, *settings: Setting) -> None:
     config.registry.settings.update(values)
 
 
-def settings_table(registry) -> SettingsTable:
-    return registry["sensorhub.settings_table"]
+def settings_table(registry: Registry) -> SettingsTable:
+    table: SettingsTable = registry["sensorhub.settings_table"]
+    return table
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """Create the table for this app; ``make_app`` puts the environ in the registry first."""
     environ = config.registry.get("sensorhub.environ", {})
     config.registry["sensorhub.settings_table"] = SettingsTable(config.registry.settings, environ)

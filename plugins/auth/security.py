@@ -40,6 +40,7 @@ import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from urllib.parse import parse_qsl
 
 import structlog
@@ -212,7 +213,8 @@ class BearerTokenSecurityPolicy:
             # credential is still a 401, the next one a 429.
             retry_after = self.guard.retry_after(client)
             self.guard.record_failure(client)
-            _publish(request, AuthenticationFailed(request, outcome.reason))
+            # _check gives every refusal a reason, so reason is a str here.
+            _publish(request, AuthenticationFailed(request, cast(str, outcome.reason)))
             log.info("authentication_failed", reason=outcome.reason)
             return Outcome(reason=outcome.reason, retry_after=retry_after)
         return outcome

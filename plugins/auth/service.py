@@ -69,7 +69,7 @@ def check_expiry(expires_at: datetime | None, path: str = "expiresAt") -> dateti
 
 def create_sensor(
     dbsession,
-    name: str,
+    name: object,  # unchecked input (a request body's value): check_name validates it
     metadata: dict | None,
     *,
     issued_by: str,

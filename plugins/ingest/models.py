@@ -12,7 +12,19 @@ is stored without a ``COUNT(*)`` per request.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.models import Base
@@ -53,5 +65,6 @@ class IngestSensorStats(Base):
     last_event_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # max(ts)
 
 
-events_table = IngestEvent.__table__
-stats_table = IngestSensorStats.__table__
+# A declarative class with a __tablename__ is mapped to a Table; __table__ is typed as its base.
+events_table = cast(Table, IngestEvent.__table__)
+stats_table = cast(Table, IngestSensorStats.__table__)

@@ -73,7 +73,7 @@ def _update_base(base: dict, record: dict, path: str) -> Rejection | None:
         ):
             kind = "a string" if wanted is str else "a number"
             return Rejection(f"{path}.{label}", "invalid_senml", f"{label} must be {kind}")
-        if label == "bver" and value > SENML_VERSION:
+        if label == "bver" and isinstance(value, int) and value > SENML_VERSION:
             return Rejection(
                 f"{path}.bver",
                 "invalid_senml",
@@ -109,7 +109,7 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
         if value is None:
             continue
         if not isinstance(value, wanted) or (wanted is not bool and type(value) is bool):
-            kind = {str: "a string", bool: "a boolean"}.get(wanted, "a number")
+            kind = "a string" if wanted is str else "a boolean" if wanted is bool else "a number"
             return Rejection(f"{path}.{label}", "invalid_senml", f"{label} must be {kind}")
     kinds = [label for label in _VALUE_KINDS if record.get(label) is not None]
     if len(kinds) > 1:

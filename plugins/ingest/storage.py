@@ -155,7 +155,7 @@ def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
     then queues to get back behind the request threads. Exact because the writer's transaction
     holds SQLite's write lock (``BEGIN IMMEDIATE``) from the lookup to the commit; the row count
     check turns anything else into an error and a rollback, never a wrong answer."""
-    stored = set()
+    stored: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
         statement = _sqlite_stored_keys(len(chunk))
         stored.update(

@@ -58,6 +58,15 @@ def ingest_config(request) -> IngestConfig:
     return request.registry["ingest.config"]
 
 
+def _own_sensor_id(request) -> str:
+    """The calling sensor's id. ``permission=SENSOR`` should admit only sensors, but that is
+    the security policy's promise: refuse anyone else instead of using a ``None`` sensor id."""
+    sensor_id = sensor_id_of(request)
+    if sensor_id is None:
+        raise problem(403, "only a sensor may do this: authenticate with a sensor token")
+    return sensor_id
+
+
 # --- POST /api/v1/events
 
 
@@ -76,7 +85,7 @@ def post_events(request):
     rejections = parsed.rejections
     # All or nothing by default; in partial mode a batch with no valid item is refused too.
     refuse = bool(rejections) and (not config.partial or len(rejections) == len(parsed.items))
-    job = WriteJob(sensor_id_of(request), [] if refuse else parsed.rows, len(rejections))
+    job = WriteJob(_own_sensor_id(request), [] if refuse else parsed.rows, len(rejections))
     _commit(
         request,
         config,
@@ -164,7 +173,7 @@ def _results(items: list, accepted_flags: list[bool]) -> list[dict]:
 
 
 def get_own_events(request):
-    return _events_response(request, sensor_id_of(request))
+    return _events_response(request, _own_sensor_id(request))
 
 
 def get_sensor_events(request):

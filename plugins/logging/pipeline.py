@@ -28,6 +28,7 @@ import sys
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import Processor
 
 from .processors import (
     dumps_one_line,
@@ -74,10 +75,13 @@ def shared_processors() -> list:
 
 def build_formatter(output_format: str, colors: bool = False) -> logging.Formatter:
     if output_format == "json":
-        render_exception = structlog.processors.ExceptionRenderer(
+        render_exception: Processor = structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False)
         )
-        tail = [put_essentials_first, structlog.processors.JSONRenderer(serializer=dumps_one_line)]
+        tail: list[Processor] = [
+            put_essentials_first,
+            structlog.processors.JSONRenderer(serializer=dumps_one_line),
+        ]
     else:
         render_exception = structlog.processors.format_exc_info  # text, without locals
         tail = [

@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 import orjson
+from structlog.typing import EventDict, WrappedLogger
 
 REDACTED = "[REDACTED]"
 PUBLIC_KEYS = frozenset({"token_id"})
@@ -86,7 +87,7 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     return redact_text(repr(value))
 
 
-def redact_secrets(_logger, _method, event_dict: dict) -> dict:
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: censor secrets by key name and by pattern, at any depth."""
     return redact_value(event_dict)
 
@@ -105,7 +106,9 @@ def _escape_char(match: re.Match) -> str:
     )
 
 
-def escape_control_characters(_logger, _method, event_dict: dict) -> dict:
+def escape_control_characters(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
     """Processor (console): no value can break a line, forge a record or send terminal escapes.
 
     Nested containers are left alone: the console renderer shows them with ``repr``, which
@@ -138,7 +141,7 @@ def _fallback(value: Any) -> str:
 _ESSENTIALS = ("timestamp", "level", "logger", "event", "request_id")
 
 
-def put_essentials_first(_logger, _method, event_dict: dict) -> dict:
+def put_essentials_first(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor (JSON): the keys a reader scans for come first in every line."""
     ordered = {key: event_dict.pop(key) for key in _ESSENTIALS if key in event_dict}
     ordered.update(event_dict)

@@ -76,15 +76,15 @@ def request_summary_tween_factory(handler, registry):
             else:  # escapes to the WSGI server, which answers 500
                 _log_summary(request, None, started, error)
             raise
-        error = getattr(request, "exception", None)
-        if error is not None and is_error_retryable(request, error):
-            _log_retry(request, error)  # pyramid_retry discards this response
+        exception = getattr(request, "exception", None)  # what an exception view answered
+        if exception is not None and is_error_retryable(request, exception):
+            _log_retry(request, exception)  # pyramid_retry discards this response
             return response
         if response.status_code < 400 and _matched_route_name(request) in quiet_routes:
             if not sample_rate or random.random() >= sample_rate:  # noqa: S311 (sampling)
                 return response
             facts_of(request)["sampled"] = sample_rate
-        _log_summary(request, response, started, error)
+        _log_summary(request, response, started, exception)
         return response
 
     def _log_summary(request, response, started, error) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from pyramid_retry import is_error_retryable
 
 from .metrics import KNOWN_METHODS, UNMATCHED_ROUTE, metrics_of
@@ -30,8 +31,8 @@ def red_tween_factory(handler, registry):
     metrics = metrics_of(registry)
     in_flight = metrics.http_in_flight
     # Label lookups take a lock and stringify; the children are cached per label set instead.
-    counters: dict[tuple[str, str, int], object] = {}
-    timers: dict[tuple[str, str], object] = {}
+    counters: dict[tuple[str, str, int], Counter] = {}
+    timers: dict[tuple[str, str], Histogram] = {}
 
     def observe(request, status: int, elapsed: float) -> None:
         method = request.method if request.method in KNOWN_METHODS else "other"
@@ -60,8 +61,8 @@ def red_tween_factory(handler, registry):
             raise
         finally:
             in_flight.dec()
-        error = getattr(request, "exception", None)
-        if error is not None and is_error_retryable(request, error):
+        exception = getattr(request, "exception", None)  # what an exception view answered
+        if exception is not None and is_error_retryable(request, exception):
             metrics.http_retries.labels(route_name(request)).inc()  # this response is dropped
         else:
             observe(request, response.status_code, time.perf_counter() - started)

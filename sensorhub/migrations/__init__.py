@@ -12,9 +12,16 @@ running these migrations (so they are tested on SQLite and PostgreSQL).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pyramid.path import AssetResolver
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
 
 # Alembic is imported inside the functions: serving requests never needs it, and importing it
 # costs start-up time and log noise.
@@ -22,7 +29,7 @@ from sqlalchemy.engine import Engine
 _REGISTRY_KEY = "sensorhub.migration_locations"
 
 
-def alembic_config(extra_locations=()):
+def alembic_config(extra_locations: Iterable[str] = ()) -> Config:
     from alembic.config import Config
 
     resolve = AssetResolver().resolve
@@ -35,7 +42,7 @@ def alembic_config(extra_locations=()):
     return cfg
 
 
-def upgrade(engine: Engine, extra_locations=(), revision: str = "heads") -> None:
+def upgrade(engine: Engine, extra_locations: Iterable[str] = (), revision: str = "heads") -> None:
     from alembic import command
 
     cfg = alembic_config(extra_locations)
@@ -44,22 +51,22 @@ def upgrade(engine: Engine, extra_locations=(), revision: str = "heads") -> None
         command.upgrade(cfg, revision)
 
 
-def current_heads(engine: Engine, extra_locations=()) -> set[str]:
+def current_heads(engine: Engine, extra_locations: Iterable[str] = ()) -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
         return set(MigrationContext.configure(connection).get_current_heads())
 
 
-def add_migrations(config, location: str) -> None:
+def add_migrations(config: Configurator, location: str) -> None:
     """Config directive for third-party plugins: ``config.add_migrations("pkg:migrations")``."""
     config.registry.setdefault(_REGISTRY_KEY, []).append(location)
 
 
-def migration_locations(registry) -> list[str]:
+def migration_locations(registry: Registry) -> list[str]:
     return list(registry.get(_REGISTRY_KEY, []))
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.registry[_REGISTRY_KEY] = []
     config.add_directive("add_migrations", add_migrations)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,7 +28,7 @@ class Sensor(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_sensor_id)
     name: Mapped[str] = mapped_column(String(200))
     # "metadata" is reserved on declarative classes, hence the attribute name.
-    meta: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

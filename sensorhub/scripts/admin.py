@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 import structlog
 from pyramid.paster import bootstrap, setup_logging
@@ -29,6 +31,16 @@ from ..events import AdminCommandFinished
 
 ENTRY_POINT_GROUP = "sensorhub.commands"
 log = structlog.get_logger(__name__)
+
+
+class Command(Protocol):
+    """What a ``sensorhub.commands`` entry point names (see the module docstring)."""
+
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, env: dict[str, Any]) -> int | None: ...
 
 
 class CommandError(Exception):
@@ -46,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        command = entry_point.load()
+        command: Command = entry_point.load()
         sub = commands.add_parser(entry_point.name, help=command.help, description=command.help)
         command.add_arguments(sub)
         sub.set_defaults(_command=command)
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.config_uri)
     env = bootstrap(args.config_uri, options={"sensorhub.process": "admin"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import Any
 
 import structlog
 
@@ -15,10 +17,10 @@ log = structlog.get_logger(__name__)
 class MigrateCommand:
     help = "create or upgrade the database schema (safe to run repeatedly)"
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_config_uri(parser)
 
-    def run(self, args, env) -> None:
+    def run(self, args: argparse.Namespace, env: dict[str, Any]) -> None:
         registry = env["registry"]
         engine = registry["dbengine"]
         locations = migrations.migration_locations(registry)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "plugin"
@@ -76,12 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
 def name_check() -> Callable[[str], str | None]:
     """The template's own name rules (``problem_with`` in its pre-gen hook)."""
     spec = importlib.util.spec_from_file_location("sensorhub_plugin_template_pre_gen", NAME_HOOK)
+    if spec is None or spec.loader is None:  # never for a .py path; checked for the type
+        raise ImportError(f"cannot load the template's name rules from {NAME_HOOK}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.problem_with
+    problem_with: Callable[[str], str | None] = module.problem_with
+    return problem_with
 
 
-def ask(defaults: dict) -> dict:
+def ask(defaults: Mapping[str, str]) -> dict[str, Any]:
     """Cookiecutter's own prompts, with ``defaults`` preselected; returns the public answers."""
     from cookiecutter.generate import generate_context
     from cookiecutter.prompt import prompt_for_config
@@ -98,12 +102,12 @@ def default_output_dir(layout: str) -> Path:
     return ROOT / "plugins" if layout == "in-tree" else ROOT.parent
 
 
-def project_dir_name(answers: dict) -> str:
+def project_dir_name(answers: Mapping[str, str]) -> str:
     name = answers["plugin_name"]
     return name if answers["layout"] == "in-tree" else "sensorhub-" + name.replace("_", "-")
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not (TEMPLATE / "cookiecutter.json").is_file():
         sys.stderr.write(

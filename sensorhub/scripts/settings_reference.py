@@ -21,7 +21,7 @@ import inspect
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def declared_settings(plugins: Iterable[str]) -> list[ResolvedSetting]:
 # --- how a parser and a default read in the doc
 
 
-def describe_type(parse: Callable) -> str:
+def describe_type(parse: Callable[[str], Any]) -> str:
     known = {
         settings.as_str: "string",
         settings.as_bool: "boolean",
@@ -133,7 +133,7 @@ def describe_default(resolved: ResolvedSetting) -> str:
     return f"`{value}`"
 
 
-def _in_units(value: float, units, fallback: str) -> str:
+def _in_units(value: float, units: Iterable[tuple[str, float]], fallback: str) -> str:
     for unit, size in units:
         count = value / size
         if count >= 1 and abs(count - round(count)) < 1e-9:
@@ -211,7 +211,7 @@ def stale_lines(document: str, generated: str, limit: int = 20) -> list[str]:
     return diff[:limit] + (["..."] if len(diff) > limit else [])
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sensorhub.scripts.settings_reference", description=__doc__.split("\n\n")[0]
     )
