@@ -10,23 +10,74 @@
 - ``committing_testapp`` goes through pyramid_tm for real (commit path, after-commit events);
   the tables it wrote to are emptied afterwards.
 - ``pytest --ini=other.ini`` builds apps from another ini.
+- Under pytest-xdist each worker has its own database (a SQLite file in its own temp dir, or
+  its own PostgreSQL database), so workers never share a file, a port or a row.
+- Nothing is left running: each test process is a child subreaper (Linux), so a process a test
+  started cannot escape by losing its parent; one still alive when the session ends fails the run.
+- Tests that need an outside tool carry its marker (``prometheus``, ``nginx``, ``browser``,
+  ``wrk``; ``postgresql`` for tests that only mean something on PostgreSQL). Without the tool
+  they are skipped, saying how to install it; ``SENSORHUB_REQUIRE_TOOLS=1`` (``.ci/run``, which
+  installs them all) makes a missing tool a failure instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
 import transaction
 import webtest
 from pyramid.paster import get_appsettings
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
 
 from sensorhub import make_app, migrations
 from sensorhub.db import DBSESSION_ENVIRON_KEY, get_tm_session
 
 ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_TOOLS = os.environ.get("SENSORHUB_REQUIRE_TOOLS") == "1"
+
+
+def binary(name: str) -> str | None:
+    """An installed program: on PATH, or where Debian puts it (``/usr/sbin`` for nginx)."""
+    for candidate in (shutil.which(name), f"/usr/bin/{name}", f"/usr/sbin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+# marker -> (programs it needs, how to get them)
+TOOLS = {
+    "prometheus": (
+        ("promtool", "prometheus", "prometheus-pushgateway"),
+        "apt-get install prometheus prometheus-pushgateway",
+    ),
+    "nginx": (("nginx",), "apt-get install nginx"),
+    "browser": (("chromium", "chromedriver"), "apt-get install chromium chromium-driver"),
+    "wrk": (("wrk",), "apt-get install wrk"),
+}
+
+
+def pytest_runtest_setup(item):
+    for marker, (programs, install) in TOOLS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        missing = [program for program in programs if binary(program) is None]
+        if not missing:
+            continue
+        message = f"needs {', '.join(missing)} ({install}; .ci/run installs it)"
+        if REQUIRE_TOOLS:
+            pytest.fail(f"SENSORHUB_REQUIRE_TOOLS=1 but this test {message}")
+        pytest.skip(message)
+    if item.get_closest_marker("postgresql") is not None:
+        url = os.environ.get("SENSORHUB_TEST_DATABASE_URL", "")
+        if not url.startswith("postgresql"):
+            pytest.skip("runs on PostgreSQL only (make test runs it there when it is installed)")
 
 
 def pytest_addoption(parser):
@@ -35,17 +86,84 @@ def pytest_addoption(parser):
     )
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the run if any process started by a test outlives the session (and stop it).
+
+    As a child subreaper this process adopts the orphans of its descendants (a server's workers
+    whose parent was SIGKILLed), so they are found here instead of running on under init."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        yield  # not Linux: nothing to adopt orphans with
+        return
+    yield
+    deadline = time.monotonic() + 5  # a process told to stop may still be draining
+    while (alive := living_children(os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    living_children(os.getpid())  # reaps them
+    assert not alive, f"processes left running by the tests (now killed): {alive}"
+
+
+def living_children(pid: int) -> dict[int, str]:
+    """``pid``'s children that still run, with their command lines; reaps the exited ones."""
+    alive = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        state, parent = stat.rpartition(")")[2].split()[:2]
+        if int(parent) != pid:
+            continue
+        if state == "Z":
+            try:
+                os.waitpid(int(entry.name), os.WNOHANG)
+            except ChildProcessError:
+                pass
+        else:
+            alive[int(entry.name)] = command
+    return alive
+
+
 @pytest.fixture(scope="session")
 def ini_settings(request) -> dict:
     return dict(get_appsettings(request.config.getoption("--ini")))
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def database_url(tmp_path_factory):
     url = os.environ.get("SENSORHUB_TEST_DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'sensorhub-test.sqlite'}"
+    worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'sensorhub-test.sqlite'}"
+    elif worker_id is None:  # not under xdist: the server's database as it is
+        yield url
+    else:
+        yield from worker_database(url, worker_id)
+
+
+def worker_database(url: str, worker_id: str):
+    """A PostgreSQL database of this xdist worker's own, created beside the given one."""
+    base = make_url(url)
+    name = f"{base.database}_{worker_id}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield base.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ breakdown must time every piece, and without wrk the bench must say how to get i
 asserted here (docs/benchmarks.md).
 
 The load run needs Debian's ``wrk``. Where it is missing, the load test checks the bench's
-documented answer instead (exit 2 with the install command), unless ``SENSORHUB_REQUIRE_WRK=1``
+documented answer instead (exit 2 with the install command), unless ``SENSORHUB_REQUIRE_TOOLS=1``
 (CI, which installs wrk) makes a missing wrk a failure.
 """
 
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import REQUIRE_TOOLS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_RUN = [
@@ -53,9 +55,9 @@ def assert_says_how_to_install_wrk(result):
 def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers):
     result = run_module(*LOAD_RUN, "--workers", workers, "--results-dir", str(tmp_path))
     if shutil.which("wrk") is None:
-        if os.environ.get("SENSORHUB_REQUIRE_WRK") == "1":
+        if REQUIRE_TOOLS:
             pytest.fail(
-                "wrk is not installed (apt-get install wrk); CI sets SENSORHUB_REQUIRE_WRK=1"
+                "wrk is not installed (apt-get install wrk); CI sets SENSORHUB_REQUIRE_TOOLS=1"
             )
         assert_says_how_to_install_wrk(result)
         return

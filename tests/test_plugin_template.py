@@ -4,7 +4,7 @@ Each shape is baked with cookiecutter into a temporary directory, then used for 
 plugin is loaded by its dotted name from a stand-in checkout; a packaged plugin is installed with
 pip (into a throwaway ``--target``, never the project's .venv) so its entry point gives the short
 name; then the generated plugin's own tests run in a fresh interpreter, under SensorHub's pytest
-settings (warnings are errors), and its code passes the project's lint.
+settings (warnings are errors), and its code passes the project's lint, format and type check.
 """
 
 from __future__ import annotations
@@ -160,25 +160,45 @@ def test_a_packaged_plugin_loads_by_short_name_and_passes_its_own_tests(packaged
     assert f"{8 if with_model else 6} passed" in output
 
 
-def test_every_generated_file_passes_the_projects_lint(in_tree, packaged):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "check",
-            "--no-cache",
-            "--config",
-            str(ROOT / "ruff.toml"),
-            str(in_tree[1]),
-            str(packaged[0] / f"sensorhub_{packaged[2]}"),
-            str(packaged[0] / "tests"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def generated_code(in_tree, packaged) -> list[str]:
+    return [
+        str(in_tree[1]),
+        str(packaged[0] / f"sensorhub_{packaged[2]}"),
+        str(packaged[0] / "tests"),
+    ]
+
+
+def run_tool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
+
+
+def test_every_generated_file_passes_the_projects_lint_and_format(in_tree, packaged):
+    config = ("--config", str(ROOT / "ruff.toml"))
+    code = generated_code(in_tree, packaged)
+    result = run_tool("ruff", "check", "--no-cache", *config, *code)
     assert result.returncode == 0, result.stdout + result.stderr
+    result = run_tool("ruff", "format", "--check", "--no-cache", *config, *code)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_code_passes_the_projects_type_check(in_tree, packaged, tmp_path):
+    # The same settings as the built-in plugins (gradual: annotated code is checked).
+    for path, cwd in (
+        (in_tree[1], in_tree[0]),
+        (packaged[0] / f"sensorhub_{packaged[2]}", packaged[0]),
+    ):
+        result = run_tool(
+            "mypy",
+            "--config-file",
+            str(ROOT / "setup.cfg"),
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            str(path),
+            cwd=cwd,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

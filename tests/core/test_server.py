@@ -95,9 +95,14 @@ def two_workers(tmp_path, database_url, dbengine):
         assert time.monotonic() < deadline, (tmp_path / "pserve.log").read_text()
         time.sleep(0.1)
     yield process, port
+    # SIGTERM: the parent stops its workers (a SIGKILL would leave them orphaned, serving).
     if process.poll() is None:
-        process.kill()
-        process.wait(10)
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
     log.close()
     empty_all_tables(dbengine)
 

@@ -25,7 +25,6 @@ from sensorhub.scripts import admin
 
 ROOT = Path(__file__).resolve().parents[2]
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
-REQUIRED = os.environ.get("SENSORHUB_REQUIRE_PROMETHEUS") == "1"
 
 # A pre-fork server in miniature: the parent imports, a worker forks off, serves 3 requests
 # and exits; then the parent serves 2 as a second worker and answers the scrape.
@@ -151,11 +150,7 @@ def test_an_unreachable_pushgateway_never_fails_the_command(tmp_path, monkeypatc
     assert admin.main(["migrate", str(write_ini(tmp_path))]) == 0
 
 
-@pytest.mark.skipif(
-    not REQUIRED and not os.access(PUSHGATEWAY, os.X_OK),
-    reason=f"{PUSHGATEWAY} is not installed (Debian: apt install "
-    "prometheus-pushgateway); CI sets SENSORHUB_REQUIRE_PROMETHEUS=1",
-)
+@pytest.mark.prometheus
 def test_the_real_pushgateway_keeps_what_an_admin_command_pushed(tmp_path, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

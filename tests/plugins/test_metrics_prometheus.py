@@ -4,15 +4,13 @@
 Debian's ``prometheus`` scrapes it every second (both on 127.0.0.1, in temporary directories),
 and the RED series and recording rules are read back through Prometheus's HTTP API.
 
-Without the binaries these tests are skipped, unless ``SENSORHUB_REQUIRE_PROMETHEUS=1`` (CI)
+Without the binaries these tests are skipped, unless ``SENSORHUB_REQUIRE_TOOLS=1`` (CI)
 makes a missing binary a failure.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,23 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import binary
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "prometheus"
-REQUIRED = os.environ.get("SENSORHUB_REQUIRE_PROMETHEUS") == "1"
-
-
-def binary(name: str) -> str | None:
-    return shutil.which(name) or (
-        f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None
-    )
-
-
 PROMTOOL, PROMETHEUS = binary("promtool"), binary("prometheus")
-needs_prometheus = pytest.mark.skipif(
-    not REQUIRED and not (PROMTOOL and PROMETHEUS),
-    reason="Debian's prometheus package (promtool, prometheus) is not installed; "
-    "CI installs it and sets SENSORHUB_REQUIRE_PROMETHEUS=1",
-)
 
 # SensorHub on waitress, sharing its dispatcher the way the server runner should, so the
 # saturation collector sees the real thread pool.
@@ -71,14 +57,14 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@needs_prometheus
+@pytest.mark.prometheus
 def test_promtool_accepts_the_rules_and_the_local_config():
     for args in (["check", "rules", "rules.yml"], ["check", "config", "prometheus.yml"]):
         result = promtool(*args)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_prometheus
+@pytest.mark.prometheus
 def test_each_alert_fires_and_stays_quiet_in_promtools_unit_tests():
     result = promtool("test", "rules", "rules_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -164,7 +150,7 @@ def query(prometheus_url: str, promql: str) -> list:
     return answer["data"]["result"]
 
 
-@needs_prometheus
+@pytest.mark.prometheus
 def test_a_real_prometheus_scrapes_the_red_series_and_evaluates_the_rules(prometheus):
     prometheus_url, app_url = prometheus
     for _ in range(5):

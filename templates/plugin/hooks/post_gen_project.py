@@ -3,12 +3,15 @@
 Runs inside the generated directory. The template always renders the distributable-package
 shape; for ``in-tree`` the package's modules move up into ``plugins/<name>/`` and the packaging
 files go (SensorHub's own setup.cfg packages ``plugins.*``). Without a model, the model, its
-migrations and its tests go.
+migrations and its tests go. The code is then put in SensorHub's format (``ruff format``, line
+length 100), which depends on the plugin's name, so the template cannot fix it for every name.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -98,6 +101,17 @@ def package_steps(project: Path) -> list[str]:
     return steps
 
 
+def format_code(project: Path) -> None:
+    """SensorHub's format, where its formatter is installed (it is in SensorHub's venv)."""
+    if importlib.util.find_spec("ruff") is None:
+        return
+    subprocess.run(  # noqa: S603 - this interpreter's own ruff, on the files just generated
+        [sys.executable, "-m", "ruff", "format", "--quiet", "--no-cache", "--line-length=100",
+         "--target-version=py311", str(project)],
+        check=False,
+    )
+
+
 def main() -> int:
     project = Path.cwd()
     if not WITH_MODEL:
@@ -107,6 +121,7 @@ def main() -> int:
         steps = in_tree_steps(project)
     else:
         steps = package_steps(project)
+    format_code(project)
     sys.stdout.write("\n".join(steps) + "\n")
     return 0
 
