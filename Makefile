@@ -10,7 +10,7 @@ PYTEST ?= -q -n auto
 CODE := sensorhub plugins tests bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-breakdown plugin docs clean lock
+.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-breakdown plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ migrate: install ## create or upgrade the database of $(INI) (default developmen
 
 run: migrate ## set up everything and serve the app on http://127.0.0.1:6543 (SQLite)
 	$(BIN)/pserve $(INI)
+
+serve: INI = production.ini
+serve: migrate ## the production server (gunicorn, one worker per core) from $(INI) (production.ini)
+	$(BIN)/sensorhub-serve $(INI)
 
 test: install ## set up everything and run the whole suite: SQLite, then PostgreSQL if installed
 	$(BIN)/pytest $(PYTEST) $(PYTEST_ARGS)

@@ -52,6 +52,7 @@ def make_app(
     config.include(".renderers")  # orjson-backed "json" renderer for every view
     config.include(".server")  # host/port/threads, read by the server runner
     config.include(".request_id")  # outermost tween: every response and log line has the ID
+    config.include(".admission")  # in-flight limit, load shedding and drain (503s, not queues)
     config.include(".errors")  # problem+json bodies for every error, with the request ID
     config.include(".db")  # engine, request.dbsession, pyramid_tm + pyramid_retry
     config.include(".health")  # /healthz, /readyz and the add_health_check directive

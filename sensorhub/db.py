@@ -82,28 +82,10 @@ SETTINGS = (
         "extra connections allowed above pool_size under load",
     ),
     Setting(
-        "sensorhub.database.pool_timeout",
-        as_duration,
-        5.0,
-        "how long a request waits for a free connection before answering 503",
-    ),
-    Setting(
         "sensorhub.database.connect_timeout",
         as_duration,
         5.0,
         "how long to wait for the database server to accept a connection",
-    ),
-    Setting(
-        "sensorhub.database.statement_timeout",
-        as_duration,
-        30.0,
-        "PostgreSQL statement_timeout: a stuck query becomes an error, not a hung thread",
-    ),
-    Setting(
-        "sensorhub.database.sqlite_busy_timeout",
-        as_duration,
-        5.0,
-        "SQLite: how long a writer waits for the lock before giving up",
     ),
     Setting(
         "sensorhub.database.sqlite_synchronous",
@@ -120,9 +102,18 @@ SETTINGS = (
 )
 
 
+def waits(settings: Mapping[str, Any]) -> dict[str, float]:
+    """The database waits, in seconds, derived from the request deadline
+    (``sensorhub.request_timeout``) so that a stall is answered within it: a request may wait
+    a quarter of it for a pooled connection, half of it for a lock or one statement."""
+    deadline: float = settings["sensorhub.request_timeout"]
+    return {"pool": deadline / 4, "lock": deadline / 2, "statement": deadline / 2}
+
+
 def get_engine(settings: Mapping[str, Any]) -> Engine:
-    """Build the engine from the typed ``sensorhub.database.*`` settings."""
+    """Build the engine from the typed ``sensorhub.database.*`` settings and the deadline."""
     url = make_url(settings["sensorhub.database.url"])
+    wait = waits(settings)
     options: dict[str, Any] = {"sqlalchemy.url": url, "sqlalchemy.hide_parameters": True}
     if url.database not in (None, "", ":memory:"):  # in-memory SQLite: a connection per thread
         # Sized for waitress's threads plus background writers: a checkout beyond the pool
@@ -131,13 +122,13 @@ def get_engine(settings: Mapping[str, Any]) -> Engine:
             {
                 "sqlalchemy.pool_size": settings["sensorhub.database.pool_size"],
                 "sqlalchemy.max_overflow": settings["sensorhub.database.max_overflow"],
-                "sqlalchemy.pool_timeout": settings["sensorhub.database.pool_timeout"],
+                "sqlalchemy.pool_timeout": wait["pool"],
             }
         )
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_directory(url)
         options["sqlalchemy.connect_args"] = {
-            "timeout": settings["sensorhub.database.sqlite_busy_timeout"],
+            "timeout": wait["lock"],
             "check_same_thread": False,
         }
     else:
@@ -145,10 +136,11 @@ def get_engine(settings: Mapping[str, Any]) -> Engine:
         # cannot, so SQLite skips the round trip.
         options["sqlalchemy.pool_pre_ping"] = True
         if url.get_backend_name() == "postgresql":
-            statement_ms = int(settings["sensorhub.database.statement_timeout"] * 1000)
+            statement_ms = int(wait["statement"] * 1000)
+            lock_ms = int(wait["lock"] * 1000)
             options["sqlalchemy.connect_args"] = {
                 "connect_timeout": max(1, int(settings["sensorhub.database.connect_timeout"])),
-                "options": f"-c statement_timeout={statement_ms}",
+                "options": f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}",
                 "application_name": "sensorhub",
             }
     engine = engine_from_config(options, prefix="sqlalchemy.")
@@ -171,7 +163,7 @@ def _ensure_sqlite_directory(url: URL) -> None:
 
 
 def _configure_sqlite(engine: Engine, settings: Mapping[str, Any]) -> None:
-    busy_ms = int(settings["sensorhub.database.sqlite_busy_timeout"] * 1000)
+    busy_ms = int(waits(settings)["lock"] * 1000)
     synchronous = settings["sensorhub.database.sqlite_synchronous"].upper()
 
     @event.listens_for(engine, "connect")

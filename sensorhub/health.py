@@ -2,7 +2,8 @@
 
 ``/healthz`` answers 200 while the process can serve at all; it touches nothing else, so an
 orchestrator never restarts a healthy process because the database blinked.
-``/readyz`` runs every registered check concurrently with a timeout and answers 503 with each
+``/readyz`` answers 503 as soon as the process starts draining (SIGTERM), and otherwise runs
+every registered check concurrently with a timeout and answers 503 with each
 failing check's reason, so a load balancer stops sending traffic until the backing services
 are back. The core registers ``database``; plugins add theirs::
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
+from .admission import is_draining
 from .errors import problem_response
 from .settings import Setting, as_duration
 
@@ -47,6 +49,15 @@ def healthz(request: Request) -> dict[str, str]:
 
 
 def readyz(request: Request) -> dict[str, object] | Response:
+    if is_draining(request.registry):
+        # Shutting down: a load balancer must stop sending before the listener closes.
+        return problem_response(
+            request,
+            503,
+            "not ready: the server is shutting down (draining)",
+            errors=[{"path": "server", "message": "draining"}],
+            headers={"Retry-After": "5"},
+        )
     checks: dict[str, HealthCheck] = request.registry[_REGISTRY_KEY]
     timeout: float = request.registry.settings["sensorhub.health.timeout"]
     executor: concurrent.futures.Executor = request.registry[_EXECUTOR_KEY]

@@ -23,7 +23,7 @@ import structlog
 from sensorhub.api import API_PREFIX
 from sensorhub.settings import Setting, as_duration, as_int
 
-from .guard import FailureGuard
+from .guard import FailureGuard, SensorRateLimiter
 from .security import BearerTokenSecurityPolicy
 
 MIN_SECRET_LENGTH = 16
@@ -75,6 +75,19 @@ SETTINGS = (
         "the brute-force guard's sliding window, e.g. 60s or 5m",
     ),
     Setting(
+        "sensorhub.auth.sensor_rate",
+        as_int(0, 1_000_000),
+        50,
+        "requests per second one sensor may make, per server process, before it gets 429 "
+        "with Retry-After (0: no limit)",
+    ),
+    Setting(
+        "sensorhub.auth.sensor_burst",
+        as_int(1, 1_000_000),
+        500,
+        "requests a sensor may make at once above sensor_rate (the token bucket's size)",
+    ),
+    Setting(
         "sensorhub.auth.touch_interval",
         as_duration,
         60.0,
@@ -105,6 +118,9 @@ def includeme(config) -> None:
         guard,
         settings["sensorhub.auth.touch_interval"],
         settings["sensorhub.auth.token_cache_ttl"],
+        SensorRateLimiter(
+            settings["sensorhub.auth.sensor_rate"], settings["sensorhub.auth.sensor_burst"]
+        ),
     )
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
     config.set_security_policy(policy)

@@ -7,10 +7,12 @@ failures fall within ``window`` seconds the address is blocked until the oldest 
 the window; ``Retry-After`` says when. Failures keep counting while blocked, so a client that
 keeps guessing stays blocked.
 
-A valid credential is never slowed or refused: the guard is consulted only after a credential
-has been refused, so sensors sharing an address (NAT, a gateway) with a misbehaving device keep
-working. (Guessing a 190-bit token is hopeless anyway; the guard bounds the noise, log volume
-and database lookups a broken or hostile client can cause.)
+A blocked address costs nothing: its requests get no database lookup and no log line. What can
+be checked in memory still works from it (the admin and provisioning secrets, and a sensor token
+this process looked up recently), so sensors sharing an address (NAT, a gateway) with a
+misbehaving device mostly keep working; a sensor token never seen before waits out the block.
+(Guessing a 190-bit token is hopeless anyway; the guard bounds the noise, log volume and
+database lookups a broken or hostile client can cause.)
 
 State is in-process memory: correct for one process (waitress' threads share it). With several
 processes or hosts each keeps its own count, so the effective threshold is ``threshold`` per
@@ -74,3 +76,47 @@ class FailureGuard:
         if remaining <= 0:
             return None
         return max(1, math.ceil(remaining))
+
+
+class SensorRateLimiter:
+    """Per-sensor request rate: a token bucket of ``burst`` requests refilled at ``rate`` per
+    second, so one misbehaving sensor (a retry loop, a stuck clock) cannot starve the fleet.
+
+    In-process, like the failure guard: with several processes or hosts, each enforces the
+    limit on the requests it receives. Memory is bounded by ``max_sensors`` buckets (the least
+    recently seen dropped first; a dropped sensor starts again with a full bucket).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_sensors: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.rate = rate  # 0 turns the limit off
+        self.burst = max(1, burst)
+        self.max_sensors = max_sensors
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+        self._lock = threading.Lock()
+
+    def retry_after(self, sensor_id: str) -> int | None:
+        """Take one request from the sensor's bucket: None if it may go on, else the whole
+        seconds until it may."""
+        if not self.rate:
+            return None
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(sensor_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._buckets[sensor_id] = (tokens, now)
+            while len(self._buckets) > self.max_sensors:
+                self._buckets.popitem(last=False)
+        if allowed:
+            return None
+        return max(1, math.ceil((1.0 - tokens) / self.rate))

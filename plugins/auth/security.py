@@ -57,7 +57,7 @@ from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
 from sensorhub.models import Sensor
 
 from . import tokens
-from .guard import FailureGuard
+from .guard import FailureGuard, SensorRateLimiter
 from .models import SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
@@ -115,10 +115,12 @@ class BearerTokenSecurityPolicy:
         guard: FailureGuard,
         touch_interval: float,
         token_cache_ttl: float = 0.0,
+        sensor_limiter: SensorRateLimiter | None = None,
     ):
         self._admin_digest = digest_of(admin_token)
         self._provisioning_digest = digest_of(provisioning_key)
         self.guard = guard
+        self.sensor_limiter = sensor_limiter or SensorRateLimiter(0, 1)
         self.touch_interval = timedelta(seconds=touch_interval)
         self._outcomes = RequestLocalCache(self._authenticate)
         self.token_cache_ttl = token_cache_ttl
@@ -170,6 +172,16 @@ class BearerTokenSecurityPolicy:
                 _publish(request, AuthenticationFailed(request, "missing"))
             return Denied("not authenticated")
         if permission == SENSOR and isinstance(identity, SensorIdentity):
+            retry_after = self.sensor_limiter.retry_after(identity.sensor_id)
+            if retry_after is not None:
+                _publish(request, RequestRateLimited(request, "sensor"))
+                raise problem(
+                    429,
+                    "this sensor sends requests faster than its limit "
+                    f"({self.sensor_limiter.rate:g}/s); retry after {retry_after} s, and batch "
+                    "events instead of sending them one by one",
+                    headers={"Retry-After": str(retry_after)},
+                )
             return Allowed("an enabled sensor")
         if permission in (ADMIN, ENROL) and isinstance(identity, AdminIdentity):
             return Allowed("admin")
@@ -205,21 +217,24 @@ class BearerTokenSecurityPolicy:
     def _authenticate(self, request) -> Outcome:
         header = request.environ.get("HTTP_AUTHORIZATION")
         client = request.remote_addr or ""
+        # Blocked or not is decided before this request counts: the threshold-th refused
+        # credential is still a 401, the next one a 429.
+        blocked = self.guard.retry_after(client)
         if header is None:
-            return Outcome(reason="missing", retry_after=self.guard.retry_after(client))
-        outcome = self._check(request, header)
+            return Outcome(reason="missing", retry_after=blocked)
+        outcome = self._check(request, header, may_query=blocked is None)
         if outcome.identity is None and outcome.reason != UNCHECKED:
-            # Blocked or not is decided before this failure counts: the threshold-th refused
-            # credential is still a 401, the next one a 429.
-            retry_after = self.guard.retry_after(client)
             self.guard.record_failure(client)
+            if blocked is not None:
+                # A blocked client costs no database lookup and no log line.
+                return Outcome(reason=outcome.reason, retry_after=blocked)
             # _check gives every refusal a reason, so reason is a str here.
             _publish(request, AuthenticationFailed(request, cast(str, outcome.reason)))
             log.info("authentication_failed", reason=outcome.reason)
-            return Outcome(reason=outcome.reason, retry_after=retry_after)
+            return Outcome(reason=outcome.reason)
         return outcome
 
-    def _check(self, request, header: str) -> Outcome:
+    def _check(self, request, header: str, may_query: bool = True) -> Outcome:
         if len(header) > MAX_AUTHORIZATION_LENGTH:
             return Outcome(reason="malformed")
         scheme, _, credential = header.strip().partition(" ")
@@ -246,9 +261,9 @@ class BearerTokenSecurityPolicy:
             # Asked outside the request's transaction (a tween above pyramid_tm): no lookup is
             # possible, so nobody is authenticated *yet*; neither a failure nor cached.
             return Outcome(reason=UNCHECKED)
-        return self._sensor(request, digest)
+        return self._sensor(request, digest, may_query)
 
-    def _sensor(self, request, digest: bytes) -> Outcome:
+    def _sensor(self, request, digest: bytes, may_query: bool = True) -> Outcome:
         lookup = self._lookups.get(digest)
         if (
             lookup is not None
@@ -256,6 +271,8 @@ class BearerTokenSecurityPolicy:
             and lookup.until > self.clock()
         ):
             return self._authenticated(request, lookup.identity)
+        if not may_query:
+            return Outcome(reason="blocked")  # a blocked address gets no database lookup
         changes = _credential_changes.seen  # before the read: see the module's docstring
         dbsession = request.dbsession
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()

@@ -129,12 +129,6 @@ SETTINGS = (
         10_000,
         "most requests waiting for the writer; more are refused with 503",
     ),
-    Setting(
-        "sensorhub.ingest.commit_timeout",
-        as_duration,
-        30.0,
-        "how long a request waits for its group commit before answering 503",
-    ),
 )
 
 
@@ -168,7 +162,7 @@ def includeme(config) -> None:
         limits=limits,
         partial=settings["sensorhub.ingest.partial"],
         writer=writer,
-        commit_timeout=settings["sensorhub.ingest.commit_timeout"],
+        commit_timeout=settings["sensorhub.request_timeout"],  # the core's request deadline
     )
 
     config.add_route("ingest.events", f"{API_PREFIX}/events")

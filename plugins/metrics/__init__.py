@@ -10,22 +10,22 @@ Answers an operator's four questions (how busy, how many errors, how slow, how s
   and status code; an in-flight gauge; buckets from ``sensorhub.metrics.buckets``.
 - Domain metrics (``domain.py``) from the core's domain events, counted only after commit, and
   the time transactions stay open (SQLAlchemy engine events).
-- USE (``collectors.py``): the DB connection pool, waitress's busy threads and queue when the
-  server runner hands over its dispatcher, process metrics, ``sensorhub_build_info``.
+- USE (``collectors.py``): the DB connection pool, process metrics, ``sensorhub_build_info``;
+  saturation is the in-flight gauge against ``sensorhub_server_threads`` (the admission limit),
+  and load shed shows as 503s in the RED series.
 - Pushgateway (``push.py``): ``sensorhub-admin`` commands push duration, outcome and rows when
   ``SENSORHUB_PUSHGATEWAY_URL`` is set; a silent no-op otherwise.
 
 Every app owns its ``CollectorRegistry`` (``registry["sensorhub.metrics"]``), so tests can build
 many apps in one process without "Duplicated timeseries" errors.
 
-Multi-process servers (gunicorn, uWSGI): the launcher sets ``PROMETHEUS_MULTIPROC_DIR`` to an
-empty directory before the workers start (prometheus-client reads it when it is imported, so the
-ini cannot set it). Metric values then live in memory-mapped files and ``/metrics`` builds a
-fresh registry with a ``MultiProcessCollector`` on each scrape; gauges declare how workers'
-values combine (``multiprocess_mode``). Custom collectors (pool, waitress, process) cannot be
-aggregated across processes and are left out in that mode. SensorHub's own server is one
-process by default (the plain registry is right there); with ``sensorhub.workers`` above 1 it
-pre-forks, and this mode is then required (a start-up error says so).
+Multi-process servers (``sensorhub-serve``, i.e. gunicorn): the launcher sets
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before the workers start (prometheus-client
+reads it when it is imported, so the ini cannot set it). Metric values then live in
+memory-mapped files and ``/metrics`` builds a fresh registry with a ``MultiProcessCollector`` on
+each scrape; gauges declare how workers' values combine (``multiprocess_mode``). Custom
+collectors (pool, process) cannot be aggregated across processes and are left out in that mode.
+``pserve`` (waitress) is one process: the plain registry is right there.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sensorhub.settings import Setting, as_duration, as_int, as_str
 
 from .exposition import includeme as _include_exposition
 from .metrics import AppMetrics, as_buckets, metrics_of
-from .settings import check_multiprocess, check_workers
+from .settings import check_multiprocess
 
 __all__ = ["AppMetrics", "includeme", "metrics_of"]
 
@@ -95,8 +95,6 @@ def includeme(config) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.registry.settings
     multiproc_dir = check_multiprocess(settings["sensorhub.metrics.multiproc_dir"])
-    if config.registry.get("sensorhub.process") == "server":
-        check_workers(settings["sensorhub.workers"], multiproc_dir)
     metrics = AppMetrics(settings["sensorhub.metrics.buckets"], multiprocess=bool(multiproc_dir))
     config.registry["sensorhub.metrics"] = metrics
     config.include(".collectors")

@@ -3,11 +3,8 @@
 - The SQLAlchemy connection pool (``registry["dbengine"].pool``): size, overflow limit,
   connections checked out and overflow connections open. Pools without those figures
   (``StaticPool``, ``NullPool``) report nothing.
-- Waitress: the app cannot see waitress's dispatcher on its own. When the server runner stores
-  it as ``registry[sensorhub.server.DISPATCHER_KEY]``, its busy threads and queued requests
-  are reported (``active_count`` and ``queue`` are waitress internals, read defensively).
-  Without it, ``sensorhub_http_requests_in_flight`` (requests in the app = busy threads) over
-  ``sensorhub_server_threads`` is the utilisation; the queue is not observable.
+- Utilisation is ``sensorhub_http_requests_in_flight`` over ``sensorhub_server_threads`` (the
+  in-flight limit of :mod:`sensorhub.admission`); requests beyond it are shed as 503s.
 - Process (CPU, RSS, open fds, start time), Python platform and GC collectors.
 
 These are per-process figures: in multi-process mode they are not served (prometheus-client
@@ -18,8 +15,6 @@ from __future__ import annotations
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
-
-from sensorhub.server import DISPATCHER_KEY
 
 from .metrics import metrics_of
 
@@ -55,30 +50,6 @@ class PoolCollector:
         )
 
 
-class WaitressCollector:
-    def __init__(self, registry):
-        self.registry = registry
-
-    def collect(self):
-        dispatcher = self.registry.get(DISPATCHER_KEY)
-        if dispatcher is None:
-            return
-        busy = getattr(dispatcher, "active_count", None)
-        queue = getattr(dispatcher, "queue", None)
-        if busy is not None:
-            yield _gauge(
-                "sensorhub_server_busy_threads",
-                "Waitress threads running a request right now",
-                busy,
-            )
-        if queue is not None:
-            yield _gauge(
-                "sensorhub_server_queued_requests",
-                "Requests waitress has read and queued, waiting for a free thread",
-                len(queue),
-            )
-
-
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
@@ -91,7 +62,6 @@ def includeme(config) -> None:
     if metrics.multiprocess:
         return
     metrics.registry.register(PoolCollector(registry["dbengine"]))
-    metrics.registry.register(WaitressCollector(registry))
     ProcessCollector(registry=metrics.registry)
     PlatformCollector(registry=metrics.registry)
     GCCollector(registry=metrics.registry)

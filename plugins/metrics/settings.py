@@ -9,17 +9,6 @@ from prometheus_client import values
 from sensorhub.settings import StartupError
 
 
-def check_workers(workers: int, directory: str) -> None:
-    """Several server processes (``sensorhub.workers``) need the multi-process mode: otherwise
-    each scrape would reach one worker and see only its share."""
-    if workers > 1 and not directory:
-        raise StartupError(
-            f"sensorhub.workers is {workers}, so /metrics must add up the workers' values: "
-            "export PROMETHEUS_MULTIPROC_DIR (an empty, writable directory) before starting "
-            "the server, or set sensorhub.workers = 1"
-        )
-
-
 def check_multiprocess(directory: str) -> str:
     """The multi-process directory if that mode is on and really works in this process, "" if
     it is off; a :class:`StartupError` saying what to fix otherwise.

@@ -47,7 +47,8 @@ def test_acknowledged_writes_are_durable_by_default(dbengine):
             assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         else:
             assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
-            assert connection.execute(text("SHOW statement_timeout")).scalar() == "30s"
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "5s"
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "5s"
 
 
 def test_concurrent_writers_queue_instead_of_failing(app, dbengine):

@@ -1,5 +1,5 @@
-"""``pserve`` with ``sensorhub.workers``: pre-forked processes share the port, the database and
-exactly-once ingestion; the parent stops them on SIGTERM and gives up when one dies.
+"""``pserve`` (waitress, one process, for development) and the SQLite writers' turns between
+processes; the production server is tested in test_prefork.py.
 
 Real processes on 127.0.0.1, on the suite's database (SQLite or PostgreSQL).
 """
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,10 +59,10 @@ def children_of(pid: int) -> set[int]:
 
 
 @pytest.fixture
-def two_workers(tmp_path, database_url, dbengine):
-    """``pserve`` on a free loopback port with ``sensorhub.workers = 2`` (auth and ingest)."""
+def pserve(tmp_path, database_url, dbengine):
+    """``pserve`` (waitress, one process) on a free loopback port, as ``make run`` starts it."""
     port = free_port()
-    ini = tmp_path / "workers.ini"
+    ini = tmp_path / "pserve.ini"
     ini.write_text(
         textwrap.dedent(f"""
         [app:main]
@@ -71,7 +70,6 @@ def two_workers(tmp_path, database_url, dbengine):
         sensorhub.plugins = auth ingest
         sensorhub.database.url = {database_url}
         sensorhub.port = {port}
-        sensorhub.workers = 2
         sensorhub.threads = 4
 
         [server:main]
@@ -80,14 +78,14 @@ def two_workers(tmp_path, database_url, dbengine):
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
     environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
-    log = open(tmp_path / "pserve.log", "w+")
+    log = open(tmp_path / "pserve.log", "w+")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [PSERVE, str(ini)], env=environ, stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 30
     while True:
         try:
-            if request(port, "GET", "/healthz")[0] == 200 and len(children_of(process.pid)) == 2:
+            if request(port, "GET", "/healthz")[0] == 200:
                 break
         except OSError:
             pass
@@ -95,55 +93,22 @@ def two_workers(tmp_path, database_url, dbengine):
         assert time.monotonic() < deadline, (tmp_path / "pserve.log").read_text()
         time.sleep(0.1)
     yield process, port
-    # SIGTERM: the parent stops its workers (a SIGKILL would leave them orphaned, serving).
     if process.poll() is None:
         process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        process.wait(15)
     log.close()
     empty_all_tables(dbengine)
 
 
-def test_workers_share_the_port_and_store_each_event_exactly_once(two_workers):
-    process, port = two_workers
-    status, sensor = request(port, "POST", "/api/v1/sensors", {"name": "forked"})
+def test_pserve_serves_in_one_process_and_stops_cleanly_on_sigterm(pserve):
+    process, port = pserve
+    status, sensor = request(port, "POST", "/api/v1/sensors", {"name": "dev"})
     assert status == 201
-    events = [{"type": "t", "value": n, "eventId": f"e{n}"} for n in range(200)]
-
-    def post(event):
-        return request(port, "POST", "/api/v1/events", event, token=sensor["token"])
-
-    with ThreadPoolExecutor(8) as pool:
-        first = list(pool.map(post, events))
-        again = list(pool.map(post, events))  # every one a resend, to any worker
-
-    assert {status for status, _ in first + again} == {201}
-    assert sum(body["accepted"] for _, body in first) == 200
-    assert sum(body["duplicates"] for _, body in again) == 200
-    _, itself = request(port, "GET", "/api/v1/sensor", token=sensor["token"])
-    assert (itself["eventCount"], itself["duplicateCount"]) == (200, 200)
-
-
-def test_sigterm_stops_the_workers_and_the_server_exits_0(two_workers):
-    process, _ = two_workers
-    workers = children_of(process.pid)
+    event = {"type": "t", "value": 1, "eventId": "dev-1"}
+    assert request(port, "POST", "/api/v1/events", event, token=sensor["token"])[0] == 201
+    assert children_of(process.pid) == set()
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 0
-    assert not any(
-        Path(f"/proc/{pid}").exists()
-        and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        for pid in workers
-    )
-
-
-def test_a_worker_that_dies_stops_the_server_with_an_error(two_workers):
-    process, _ = two_workers
-    os.kill(min(children_of(process.pid)), signal.SIGKILL)
-    assert process.wait(20) == 1
-    assert children_of(process.pid) == set()
 
 
 def test_writers_of_two_processes_take_turns(tmp_path):

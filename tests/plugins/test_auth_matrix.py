@@ -1,12 +1,13 @@
 """Every way a credential can be wrong: a 4xx that says why, never a 500, never a database
 write, and never the raw token echoed back or logged. Then the brute-force guard."""
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
 import webtest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from plugins.auth import tokens
 from plugins.auth.models import SensorToken
@@ -170,6 +171,20 @@ def test_the_admin_token_never_reaches_a_log_line(testapp):
 # --- the brute-force guard
 
 
+@contextlib.contextmanager
+def recording_statements(engine):
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 @pytest.fixture
 def guarded(app_factory, testapp):
     """An app whose guard blocks an address after 3 refused credentials within 60 s, with a
@@ -207,14 +222,21 @@ def test_repeated_bad_tokens_from_one_address_get_429_with_retry_after(guarded):
     attacker.get("/api/v1/sensor", headers=bearer(tokens.new_token()), status=401)
 
 
-def test_the_guard_never_stops_a_valid_sensor_behind_the_same_address(guarded):
-    _, client, _ = guarded
+def test_a_blocked_address_costs_no_lookup_but_known_sensors_behind_it_keep_working(guarded):
+    app, client, _ = guarded
     gateway = client("198.51.100.7")
     good = gateway.post_json("/api/v1/sensors", {"name": "good"}, headers=ADMIN).json
+    new = gateway.post_json("/api/v1/sensors", {"name": "new"}, headers=ADMIN).json
+    gateway.get("/api/v1/sensor", headers=bearer(good["token"]), status=200)  # looked up
     for _ in range(5):
         gateway.get("/api/v1/sensor", headers=bearer(tokens.new_token()), expect_errors=True)
-    gateway.get("/api/v1/sensor", headers=bearer(tokens.new_token()), status=429)
-    gateway.get("/api/v1/sensor", headers=bearer(good["token"]), status=200)
+    engine = app.registry["dbengine"]
+    with recording_statements(engine) as statements, structlog.testing.capture_logs() as logs:
+        gateway.get("/api/v1/sensor", headers=bearer(tokens.new_token()), status=429)
+        gateway.get("/api/v1/sensor", headers=bearer(new["token"]), status=429)
+    assert not [s for s in statements if "sensor_tokens" in s]
+    assert not [line for line in logs if line["event"] == "authentication_failed"]
+    gateway.get("/api/v1/sensor", headers=bearer(good["token"]), status=200)  # in memory
     gateway.get("/api/v1/sensors", headers=ADMIN, status=200)
 
 
@@ -238,3 +260,31 @@ def test_forwarded_for_headers_do_not_let_a_client_escape_the_guard(guarded):
             expect_errors=True,
         )
     assert response.status_int == 429
+
+
+# --- the per-sensor rate limit
+
+
+def test_a_sensor_beyond_its_rate_gets_429_with_retry_after_and_others_are_unaffected(
+    app_factory, testapp
+):
+    app = app_factory(
+        ["auth"],
+        {**AUTH_SETTINGS, "sensorhub.auth.sensor_rate": "2", "sensorhub.auth.sensor_burst": "3"},
+    )
+    now = [50.0]
+    app.registry["sensorhub.auth.policy"].sensor_limiter.clock = lambda: now[0]
+    client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
+    noisy = client.post_json("/api/v1/sensors", {"name": "noisy"}, headers=ADMIN).json
+    quiet = client.post_json("/api/v1/sensors", {"name": "quiet"}, headers=ADMIN).json
+    for _ in range(3):  # the burst
+        client.get("/api/v1/sensor", headers=bearer(noisy["token"]), status=200)
+    with recording_events(app.registry, RequestRateLimited) as limited:
+        refused = client.get("/api/v1/sensor", headers=bearer(noisy["token"]), status=429)
+    assert refused.headers["Retry-After"] == "1"
+    assert "faster than its limit (2/s)" in refused.json["detail"]
+    assert [event.scope for event in limited] == ["sensor"]
+    client.get("/api/v1/sensor", headers=bearer(quiet["token"]), status=200)
+    now[0] += 0.5  # one request's worth refilled
+    client.get("/api/v1/sensor", headers=bearer(noisy["token"]), status=200)
+    client.get("/api/v1/sensor", headers=bearer(noisy["token"]), status=429)

@@ -16,7 +16,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from pyramid_retry import mark_error_retryable
 from sqlalchemy import insert
-from waitress.task import ThreadedTaskDispatcher
 
 from plugins.metrics import metrics_of
 from plugins.metrics.exposition import SERVER_KEY
@@ -30,7 +29,6 @@ from sensorhub.events import (
     notify_after_commit,
 )
 from sensorhub.models import Sensor
-from sensorhub.server import DISPATCHER_KEY
 from sensorhub.settings import SettingError, StartupError
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -466,19 +464,9 @@ def test_the_connection_pool_reports_connections_checked_out(testapp):
     assert value(scrape(testapp), "sensorhub_db_pool_size") == engine.pool.size()
 
 
-def test_waitress_busy_threads_and_queue_are_reported_when_the_runner_shares_them(testapp):
+def test_the_in_flight_limit_is_reported_as_the_server_threads(testapp):
     registry = testapp.app.registry
-    assert ("sensorhub_server_queued_requests", frozenset()) not in scrape(testapp)
-    dispatcher = ThreadedTaskDispatcher()
-    dispatcher.queue.extend(["task-1", "task-2"])
-    dispatcher.active_count = 3
-    registry[DISPATCHER_KEY] = dispatcher
-    try:
-        samples = scrape(testapp)
-    finally:
-        del registry[DISPATCHER_KEY]
-    assert value(samples, "sensorhub_server_queued_requests") == 2
-    assert value(samples, "sensorhub_server_busy_threads") == 3
+    samples = scrape(testapp)
     assert value(samples, "sensorhub_server_threads") == registry.settings["sensorhub.threads"]
 
 
@@ -540,10 +528,3 @@ def test_metrics_can_move_to_their_own_loopback_port(app_factory):
 def test_a_multiprocess_dir_the_process_did_not_start_with_stops_start_up(app_factory, tmp_path):
     with pytest.raises(StartupError, match="PROMETHEUS_MULTIPROC_DIR.*before Python starts"):
         app_factory(["metrics"], environ={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
-
-
-def test_several_workers_without_the_multiprocess_mode_stop_start_up(app_factory):
-    # Each scrape would reach one worker and report its share as the whole.
-    with pytest.raises(StartupError, match="sensorhub.workers is 2.*PROMETHEUS_MULTIPROC_DIR"):
-        app_factory(["metrics"], {"sensorhub.workers": "2"})
-    app_factory(["metrics"], {"sensorhub.workers": "1"})

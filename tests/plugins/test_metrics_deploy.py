@@ -16,7 +16,6 @@ import pytest
 import webtest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from waitress.task import ThreadedTaskDispatcher
 
 from sensorhub.events import (
     AuthenticationFailed,
@@ -25,7 +24,6 @@ from sensorhub.events import (
     RequestRateLimited,
     SensorAuthenticated,
 )
-from sensorhub.server import DISPATCHER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "sensorhub.json"
@@ -105,13 +103,9 @@ def exported_names(app) -> set[str]:
         CommitGroupFlushed(requests=2, events=3, duration_seconds=0.01, succeeded=True),
     ):
         registry.notify(event)
-    registry[DISPATCHER_KEY] = ThreadedTaskDispatcher()
-    try:
-        testapp = webtest.TestApp(app)
-        testapp.get("/healthz")
-        text = testapp.get("/metrics").text
-    finally:
-        del registry[DISPATCHER_KEY]
+    testapp = webtest.TestApp(app)
+    testapp.get("/healthz")
+    text = testapp.get("/metrics").text
     names = set()
     for family in text_string_to_metric_families(text):
         names.add(family.name)
