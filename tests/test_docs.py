@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from plugins.logging import as_level, as_logger_levels
+from plugins.metrics.metrics import as_buckets
 from sensorhub.scripts.settings_reference import (
     BEGIN,
     END,
     built_in_plugins,
+    declared_settings,
     describe_default,
     describe_type,
     splice,
@@ -89,7 +92,9 @@ def test_a_document_without_the_markers_is_refused():
         (as_int(0), "integer ≥ 0"),
         (as_choice("json", "console"), "one of: json, console"),
         (as_duration, "duration"),
+        (as_size, "size in bytes"),
         (as_list, "list"),
+        (as_logger_levels, "logger levels"),  # a plugin's own function, named after itself
     ],
 )
 def test_a_settings_type_reads_as_what_an_operator_may_write(parse, described):
@@ -113,9 +118,49 @@ def test_a_default_reads_in_the_units_an_operator_would_write(parse, default, sh
     assert describe_default(resolved) == shown
 
 
+@pytest.mark.parametrize(
+    "parse, default, shown",
+    [
+        (as_level, 20, "`INFO`"),
+        (as_logger_levels, {"waitress": 30}, "`waitress=WARNING`"),
+        (as_logger_levels, {}, "*empty*"),
+        (as_buckets, (0.5, 1.0), "`0.5 1`"),
+    ],
+)
+def test_a_default_of_a_plugins_own_parser_reads_plainly(parse, default, shown):
+    resolved = ResolvedSetting(Setting("sensorhub.x.y", parse, default), default, "default", "core")
+    assert describe_default(resolved) == shown
+
+
 def test_a_required_setting_says_so():
     resolved = ResolvedSetting(Setting("sensorhub.x.key"), "value", "env", "core")
     assert describe_default(resolved) == "*required*"
+
+
+def test_one_app_lists_a_plugins_required_setting_without_provoking_its_error(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "needs_a_key").mkdir()
+    (tmp_path / "needs_a_key" / "__init__.py").write_text("")
+    (tmp_path / "needs_a_key" / "plugin.py").write_text(
+        "from sensorhub.settings import Setting, as_duration\n"
+        "def includeme(config):\n"
+        "    config.declare_settings(\n"
+        "        Setting('sensorhub.needs_a_key.key', help='the key'),\n"
+        "        Setting('sensorhub.needs_a_key.every', as_duration, 90.0, 'how often'),\n"
+        "    )\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    declared = {item.setting.key: item for item in declared_settings(["needs_a_key.plugin"])}
+    assert "sensorhub.port" in declared and "sensorhub.plugins" in declared
+    assert describe_default(declared["sensorhub.needs_a_key.key"]) == "*required*"
+    assert describe_default(declared["sensorhub.needs_a_key.every"]) == "`90s`"
+    assert declared["sensorhub.needs_a_key.key"].owner == "needs_a_key"
+
+
+def test_a_plugin_that_does_not_load_stops_the_reference_with_one_line():
+    with pytest.raises(SystemExit, match="cannot build the settings reference.*no_such_module"):
+        declared_settings(["no_such_module.plugin"])
 
 
 def test_every_setting_named_in_the_prose_exists():

@@ -30,13 +30,22 @@ from __future__ import annotations
 import logging
 import sys
 
-from sensorhub.settings import Setting, as_choice, as_float, as_list, settings_table
+from sensorhub.settings import (
+    Kind,
+    Setting,
+    as_choice,
+    as_float,
+    as_list,
+    described,
+    settings_table,
+)
 
 from . import pipeline
 
 _LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+@described(Kind("level", example="INFO", choices=_LEVEL_NAMES), show=logging.getLevelName)
 def as_level(raw: str) -> int:
     name = raw.strip().upper()
     name = "WARNING" if name == "WARN" else name
@@ -45,6 +54,11 @@ def as_level(raw: str) -> int:
     return logging.getLevelName(name)
 
 
+def _show_levels(levels: dict[str, int]) -> str:
+    return " ".join(f"{name}={logging.getLevelName(level)}" for name, level in levels.items())
+
+
+@described(Kind("logger levels", example="sqlalchemy.engine=INFO"), show=_show_levels)
 def as_logger_levels(raw: str) -> dict[str, int]:
     """``"sqlalchemy.engine=INFO waitress=WARNING"`` -> ``{"sqlalchemy.engine": 20, ...}``."""
     levels = {}

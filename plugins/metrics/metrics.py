@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sensorhub.__version__ import __version__
+from sensorhub.settings import Kind, described
 
 # HTTP methods become a label; anything else a client invents is folded into "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -34,6 +35,11 @@ GROUP_EVENTS_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+def _show_buckets(buckets: tuple[float, ...]) -> str:
+    return " ".join(f"{bucket:g}" for bucket in buckets)
+
+
+@described(Kind("seconds, ascending", example="0.01 0.05 0.1 0.5 1 5"), show=_show_buckets)
 def as_buckets(raw: str) -> tuple[float, ...]:
     """``"0.01 0.05 0.1 0.5 1"`` -> ascending seconds (``+Inf`` is always added)."""
     try:

@@ -1,17 +1,28 @@
 """Settings: declared, typed, env > ini > default, and errors an operator can act on."""
 
+import logging
+
 import pytest
 
 from sensorhub.settings import (
+    Kind,
+    Parser,
     Setting,
     SettingError,
     SettingsTable,
     as_bool,
+    as_choice,
+    as_database_url,
     as_duration,
+    as_float,
     as_int,
     as_list,
     as_size,
+    as_str,
+    collecting_declarations,
+    described,
     env_name_for,
+    kind_of,
 )
 
 PORT = Setting("sensorhub.port", as_int(0, 65535), 6543, "TCP port")
@@ -77,15 +88,139 @@ def test_a_key_cannot_be_declared_twice():
 
 @pytest.mark.parametrize(
     ("raw", "seconds"),
-    [("250ms", 0.25), ("30s", 30), ("5m", 300), ("12h", 43200), ("30d", 2592000), ("7", 7)],
+    [
+        ("250ms", 0.25),
+        ("30s", 30),
+        ("5m", 300),
+        ("12h", 43200),
+        ("30d", 2592000),
+        ("1w", 604800),
+        ("1.5 h", 5400),
+        ("0", 0),
+    ],
 )
 def test_durations_read_like_an_operator_writes_them(raw, seconds):
     assert as_duration(raw) == seconds
 
 
+@pytest.mark.parametrize("raw", ["30", "7", "0.5", "30 days", "-5s", "s", ""])
+def test_a_duration_without_a_unit_is_refused_saying_what_is_expected(raw):
+    with pytest.raises(ValueError, match="a duration with a unit, such as 500ms, 30s"):
+        as_duration(raw)
+
+
+RETENTION = Setting("sensorhub.ingest.retention", as_duration, 30 * 86400.0, "keep events")
+
+
+def test_a_bare_number_for_a_retention_stops_start_up_naming_the_setting_and_the_fix():
+    with pytest.raises(SettingError) as error:
+        resolve(RETENTION, env={"SENSORHUB_INGEST_RETENTION": "30"})
+    message = str(error.value)
+    assert "\n" not in message
+    for part in (
+        "sensorhub.ingest.retention",
+        "SENSORHUB_INGEST_RETENTION",
+        "'30'",
+        "a duration with a unit, such as 500ms, 30s, 5m, 12h or 30d",
+    ):
+        assert part in message
+    with pytest.raises(SettingError, match="ini key sensorhub.ingest.retention is '30'"):
+        resolve(RETENTION, ini={"sensorhub.ingest.retention": "30"})
+    assert resolve(RETENTION, ini={"sensorhub.ingest.retention": "30d"}).value == 2592000
+
+
+def test_a_bare_duration_in_the_environment_stops_the_app(app_factory):
+    with pytest.raises(SettingError, match="SENSORHUB_HEALTH_TIMEOUT.*with a unit"):
+        app_factory(environ={"SENSORHUB_HEALTH_TIMEOUT": "2"})
+
+
 @pytest.mark.parametrize(("raw", "size"), [("1MiB", 1048576), ("64kib", 65536), ("1000", 1000)])
 def test_sizes_read_like_an_operator_writes_them(raw, size):
     assert as_size(raw) == size
+
+
+# --- parsers describe themselves (the settings reference reads this, never their errors)
+
+
+@pytest.mark.parametrize(
+    ("parse", "kind", "shown"),
+    [
+        (as_str, Kind("string", example="127.0.0.1"), "string"),
+        (as_bool, Kind("boolean", example="true"), "boolean"),
+        (as_list, Kind("list", example="auth ingest"), "list"),
+        (as_int(0, 64), Kind("integer", 0, 64, example="0"), "integer, 0 to 64"),
+        (as_int(1), Kind("integer", 1, example="1"), "integer ≥ 1"),
+        (as_int(maximum=9), Kind("integer", maximum=9, example="9"), "integer ≤ 9"),
+        (as_int(), Kind("integer", example="0"), "integer"),
+        (as_float(0.0, 1.0), Kind("number", 0.0, 1.0, example="0.0"), "number, 0.0 to 1.0"),
+        (
+            as_choice("json", "console"),
+            Kind("choice", example="json", choices=("json", "console")),
+            "one of: json, console",
+        ),
+        (as_duration, Kind("duration", unit="s", example="30s"), "duration"),
+        (as_size, Kind("size in bytes", unit="B", example="64KiB"), "size in bytes"),
+    ],
+)
+def test_each_parser_carries_what_it_accepts(parse, kind, shown):
+    assert isinstance(parse, Parser)
+    assert parse.kind == kind == kind_of(parse)
+    assert str(parse.kind) == shown
+
+
+def test_every_example_is_accepted_by_its_parser():
+    for parse in (as_str, as_bool, as_list, as_int(1, 64), as_float(0.5), as_choice("a", "b")):
+        parse(parse.kind.example)
+    assert as_duration(as_duration.kind.example) == 30
+    assert as_size(as_size.kind.example) == 65536
+    assert as_database_url(as_database_url.kind.example).startswith("postgresql+psycopg://")
+    assert as_database_url.kind.name == "database URL"
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "written"),
+    [
+        (as_duration, 0.25, "250ms"),
+        (as_duration, 60.0, "1m"),
+        (as_duration, 30 * 86400.0, "30d"),
+        (as_duration, 1.5, "1500ms"),
+        (as_duration, 0.0, "0s"),
+        (as_size, 1024 * 1024, "1MiB"),
+        (as_size, 1000, "1000"),
+        (as_bool, False, "false"),
+        (as_list, ["healthz", "readyz"], "healthz readyz"),
+        (as_int(0, 9), 8, "8"),
+    ],
+)
+def test_a_typed_value_is_written_back_as_an_operator_would_and_reads_the_same(
+    parse, value, written
+):
+    assert parse.show(value) == written
+    assert parse(written) == value
+
+
+def test_a_plugins_own_parser_is_named_after_itself_until_it_is_described():
+    def as_secret(raw: str) -> str:
+        return raw
+
+    assert kind_of(as_secret) == Kind("secret")
+
+    @described(Kind("level", example="INFO", choices=("DEBUG", "INFO")), show=logging.getLevelName)
+    def as_level(raw: str) -> int:
+        return {"DEBUG": 10, "INFO": 20}[raw]
+
+    assert as_level("INFO") == 20 and as_level.show(20) == "INFO"
+    assert str(kind_of(as_level)) == "one of: DEBUG, INFO"
+    assert Setting("sensorhub.x.level", as_level, 20).parse.kind.example == "INFO"
+
+
+def test_collecting_declarations_leaves_a_required_setting_unset_instead_of_failing():
+    required = Setting("sensorhub.database.password", help="the database password")
+    with collecting_declarations():
+        resolved = resolve(required)
+    assert (resolved.value, resolved.source) == (None, "missing")
+    with pytest.raises(SettingError, match="missing required"):
+        resolve(required)
 
 
 def test_lists_take_spaces_or_commas():

@@ -156,3 +156,12 @@ def test_operator_mistakes_exit_non_zero_with_one_line(ini_file, capsys, argv, m
         admin(["sensor", *argv, ini_file])
     assert message in str(exit_info.value.code)
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", [["create", "--name", "x"], ["rotate", "sen_x"]])
+def test_a_token_lifetime_without_a_unit_is_refused_before_anything_runs(capsys, action):
+    with pytest.raises(SystemExit) as exit_info:
+        admin(["sensor", *action, "--expires-in", "90", "no-such.ini"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --expires-in: expected a duration with a unit, such as 500ms, 30s" in error

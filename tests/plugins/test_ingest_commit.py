@@ -384,6 +384,22 @@ def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(
     assert [e["type"] for e in events] == ["new"] and info["lastEventAt"] == events[0]["ts"]
 
 
+@pytest.mark.parametrize(
+    ("older_than", "message"),
+    [
+        ("30", "expected a duration with a unit, such as 500ms, 30s, 5m, 12h or 30d"),
+        ("0", "must be more than 0"),
+    ],
+)
+def test_prune_refuses_a_cutoff_without_a_unit_or_of_zero(capsys, older_than, message):
+    from sensorhub.scripts.admin import main as admin
+
+    with pytest.raises(SystemExit) as exit_info:
+        admin(["prune", "--older-than", older_than, "no-such.ini"])
+    assert exit_info.value.code == 2
+    assert f"argument --older-than: {message}" in capsys.readouterr().err
+
+
 def test_pruning_every_event_of_a_sensor_clears_its_last_event_time(
     committing_testapp, database_url, tmp_path
 ):
