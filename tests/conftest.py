@@ -169,14 +169,17 @@ def worker_database(url: str, worker_id: str):
 @pytest.fixture(scope="session")
 def dbengine(ini_settings, database_url):
     """The session's engine, shared by every app (the ``dbengine`` test hook), on a schema built
-    from scratch by the migrations."""
+    from scratch by the migrations: the core's and the branch of every built-in plugin with
+    tables, from the folders those plugins register (``config.add_migrations``), as
+    ``sensorhub-admin migrate`` does. Not logging and metrics: they own no tables, and loading
+    them would reconfigure process-wide state (tests/core/test_db.py checks none is missed)."""
     core = make_app(
         {**ini_settings, "sensorhub.database.url": database_url, "sensorhub.plugins": ""},
         environ={},
     )
     engine = core.registry["dbengine"]
     drop_everything(engine)
-    migrations.upgrade(engine)
+    migrations.upgrade(engine, migrations.plugin_locations(["auth", "ingest"], ini_settings))
     yield engine
     drop_everything(engine)
     engine.dispose()

@@ -7,7 +7,7 @@
   both through ``service.py``;
 - the brute-force guard (``guard.py``);
 - the ``sensor_tokens`` table: Alembic branch ``auth``
-  (``sensorhub/migrations/versions/auth_0001_credentials.py``).
+  (``plugins/auth/migrations/auth_0001_credentials.py``).
 
 The admin token has an empty default: the plugin then loads and sensors work, but every admin
 request is refused (401) and the capability at ``GET /api/v1/`` says ``adminApi: "disabled"``.
@@ -125,6 +125,7 @@ def includeme(config) -> None:
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
     config.set_security_policy(policy)
     config.include(".views")
+    config.include(".models")  # its table's migrations
     config.add_api_capability(
         "auth",
         description="Bearer tokens for sensors (shs_…, never in a URL), sensor registry and "

@@ -3,6 +3,10 @@
 A sensor holds any number of tokens; a token is usable while it is neither revoked nor expired
 and its sensor is not disabled. Only the SHA-256 of a token is stored (see ``tokens.py``), under
 a unique index: authenticating is one indexed lookup.
+
+Its schema comes from the plugin's own Alembic branch ``auth`` in ``migrations/`` (registered by
+``includeme`` below): change the model, then add a revision there whose ``down_revision`` is the
+previous one. ``sensorhub-admin migrate <ini>`` applies it when the plugin is listed.
 """
 
 from __future__ import annotations
@@ -46,3 +50,7 @@ class SensorToken(Base):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+def includeme(config) -> None:
+    config.add_migrations(f"{__package__}:migrations")

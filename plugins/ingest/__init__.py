@@ -202,3 +202,4 @@ def includeme(config) -> None:
         partial=settings["sensorhub.ingest.partial"],
         gzip=True,
     )
+    config.include(".models")  # its tables' migrations

@@ -1,4 +1,8 @@
-"""The ingest plugin's tables, on the core's ``Base`` (one metadata, one Alembic history).
+"""The ingest plugin's tables, on the core's ``Base`` (one metadata, naming conventions).
+
+Their schema comes from the plugin's own Alembic branch ``ingest`` in ``migrations/`` (registered
+by ``includeme`` below): change a model, then add a revision there whose ``down_revision`` is the
+previous one. ``sensorhub-admin migrate <ini>`` applies it when the plugin is listed.
 
 ``ingest_events``: one row per stored event. ``(sensor_id, event_id)`` is unique (NULLs are
 distinct on both databases, so events without an ``eventId`` never collide); the
@@ -68,3 +72,7 @@ class IngestSensorStats(Base):
 # A declarative class with a __tablename__ is mapped to a Table; __table__ is typed as its base.
 events_table = cast(Table, IngestEvent.__table__)
 stats_table = cast(Table, IngestSensorStats.__table__)
+
+
+def includeme(config) -> None:
+    config.add_migrations(f"{__package__}:migrations")

@@ -1,19 +1,32 @@
-"""Alembic history for the core and the built-in plugins' tables.
+"""Alembic history: the core's own revisions, and the directive plugins register theirs with.
 
-Each built-in plugin's tables are a branch of their own (``branch_labels = ("<plugin>",)``,
-``down_revision`` the core revision they need), so plugins evolve their schema independently;
-``upgrade("heads")`` brings every branch up to date. A third-party plugin adds its own
-versions folder with ``config.add_migrations("mypackage:migrations")``.
+``versions/`` holds only the core's tables (revision ``0001_core``, branch ``core``). Every
+plugin with tables, the built-in ones included, keeps its revisions in a folder of its own as
+a branch on top of the core (``branch_labels = ("<plugin>",)``, ``down_revision`` the core
+revision it needs) and registers that folder from its ``includeme`` with
+``config.add_migrations("<package>:migrations")``, exactly as a third-party plugin does (see
+the plugin template's ``models.py``). ``upgrade(engine, locations)`` runs ``upgrade heads``
+over the core's folder and the given ones.
 
-Used by ``sensorhub-admin migrate <ini>`` and by the test suite, which builds its schema by
-running these migrations (so they are tested on SQLite and PostgreSQL).
+Callers pass the locations the loaded plugins registered:
+
+- ``sensorhub-admin migrate <ini>`` builds the app from the ini and passes
+  ``migration_locations(registry)``: the ini's plugins decide which branches are applied.
+  Once a plugin's revision ran on a database, keep the plugin listed whenever you migrate it:
+  Alembic must find every revision the database recorded (``unknown_revisions`` names those
+  it would not, and the command refuses with the fix).
+- Code that holds an engine but no app (the test suite, the bench) asks
+  ``plugin_locations(names)``, which builds a throwaway app with those plugins.
+
+The test suite builds its schema by running these migrations, so they are tested on SQLite
+and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyramid.path import AssetResolver
 from sqlalchemy.engine import Engine
@@ -58,13 +71,50 @@ def current_heads(engine: Engine, extra_locations: Iterable[str] = ()) -> set[st
         return set(MigrationContext.configure(connection).get_current_heads())
 
 
+def unknown_revisions(engine: Engine, extra_locations: Iterable[str] = ()) -> set[str]:
+    """Revisions the database records that none of the folders provides: a plugin whose branch
+    ran on this database is not loaded (``upgrade`` would fail on them)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(extra_locations))
+    known = {revision.revision for revision in script.walk_revisions()}
+    return current_heads(engine) - known
+
+
 def add_migrations(config: Configurator, location: str) -> None:
-    """Config directive for third-party plugins: ``config.add_migrations("pkg:migrations")``."""
+    """Config directive for every plugin with tables: ``config.add_migrations("pkg:migrations")``
+    (an asset spec: the package and the folder holding its Alembic revisions)."""
     config.registry.setdefault(_REGISTRY_KEY, []).append(location)
 
 
 def migration_locations(registry: Registry) -> list[str]:
+    """The folders the app's plugins registered, in plugin order (the core's is implied)."""
     return list(registry.get(_REGISTRY_KEY, []))
+
+
+def plugin_locations(
+    plugins: Iterable[str], settings: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The folders the named plugins register, for code that has an engine but no app.
+
+    Builds a throwaway app with only those plugins (as an admin process, on an in-memory SQLite
+    that is never opened, with an empty environment) and reads what their ``includeme``
+    registered; ``settings`` supplies any a plugin requires. Every ``includeme`` runs, so name
+    only plugins whose loading changes nothing outside the app (not one that sets up the
+    process's logging); a plugin without tables registers no folder and can be left out.
+    """
+    from sensorhub import make_app  # here: sensorhub imports this package
+
+    raw = {
+        **(settings or {}),
+        "sensorhub.database.url": "sqlite://",
+        "sensorhub.plugins": " ".join(plugins),
+    }
+    app = make_app(raw, environ={}, process="admin")
+    try:
+        return migration_locations(app.registry)
+    finally:
+        app.registry["dbengine"].dispose()
 
 
 def includeme(config: Configurator) -> None:

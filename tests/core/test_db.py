@@ -110,10 +110,67 @@ def test_a_reader_neither_waits_for_nor_sees_an_uncommitted_write(committing_tes
 
 
 def test_the_test_schema_was_built_by_running_every_migration_branch(dbengine):
+    """The core's history plus the branch of every built-in plugin that keeps one (found on
+    disk, so a new plugin with tables that the suite forgot to migrate fails here)."""
+    from pathlib import Path
+
+    from alembic.script import ScriptDirectory
+
+    from sensorhub import migrations
+
+    plugins = Path(__file__).resolve().parents[2] / "plugins"
+    with_migrations = sorted(p.parent.name for p in plugins.glob("*/migrations"))
+    assert {"auth", "ingest"} <= set(with_migrations)
+    locations = [f"plugins.{name}:migrations" for name in with_migrations]
+    script = ScriptDirectory.from_config(migrations.alembic_config(locations))
+    assert migrations.current_heads(dbengine) == set(script.get_heads())
+    labels = set().union(*(rev.branch_labels for rev in script.walk_revisions()))
+    assert labels == {"core", *with_migrations}
+    # The ids databases already record, whichever folder the revisions live in.
+    assert {"0001_core", "auth_0001", "ingest_0001"} <= {
+        rev.revision for rev in script.walk_revisions()
+    }
+
+
+def test_the_core_keeps_only_its_own_revisions():
+    """Each plugin's revisions live with the plugin (registered with ``add_migrations``): the
+    core's history runs with no plugin installed."""
     from alembic.script import ScriptDirectory
 
     from sensorhub import migrations
 
     script = ScriptDirectory.from_config(migrations.alembic_config())
-    assert migrations.current_heads(dbengine) == set(script.get_heads())
-    assert "0001_core" in {rev.revision for rev in script.walk_revisions()}
+    labels = set().union(*(rev.branch_labels for rev in script.walk_revisions()))
+    assert labels == {"core"}
+
+
+def test_migrate_applies_the_branches_of_the_plugins_the_ini_lists(tmp_path, capsys):
+    """``sensorhub-admin migrate`` finds each plugin's branch where the plugin registered it;
+    a database holding a branch whose plugin is no longer listed is refused with the fix."""
+    from sqlalchemy import create_engine, inspect
+
+    from sensorhub.scripts.admin import main as admin
+
+    def ini(plugins: str):
+        path = tmp_path / f"{plugins.replace(' ', '-') or 'core'}.ini"
+        path.write_text(
+            "[app:main]\nuse = egg:sensorhub\n"
+            f"sensorhub.plugins = {plugins}\n"
+            f"sensorhub.database.url = sqlite:///{tmp_path / 'migrated.sqlite'}\n"
+        )
+        return str(path)
+
+    assert admin(["migrate", ini("auth")]) == 0
+    assert admin(["migrate", ini("auth ingest")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "database at auth_0001, ingest_0001"
+    engine = create_engine(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"sensors", "sensor_tokens", "ingest_events", "ingest_sensor_stats"} <= tables
+
+    assert admin(["migrate", ini("auth")]) == 1
+    error = capsys.readouterr().err
+    assert "ingest_0001" in error and "auth_0001" not in error
+    assert "sensorhub.plugins" in error

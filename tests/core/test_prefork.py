@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sensorhub import migrations
-from tests.conftest import empty_all_tables
+from tests.conftest import empty_all_tables, living_children
 
 SERVE = str(Path(sys.executable).parent / "sensorhub-serve")
 ADMIN_TOKEN = "prefork-test-admin-token-0123456789"
@@ -68,17 +68,7 @@ def process_state(pid: int) -> str | None:
 
 
 def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rpartition(")")[2].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
+    return set(living_children(pid))
 
 
 class Served:
@@ -282,14 +272,34 @@ def test_sigterm_drains_under_load_every_acknowledged_event_is_stored_once(serve
     assert "Shutting down: Master" in served.output()
 
 
-def test_readyz_turns_503_at_once_when_draining_and_late_requests_are_told_to_go(serve):
+def eventually(check, seconds: float = 10.0, every: float = 0.1):
+    """``check()``'s first truthy result within ``seconds`` (the last result otherwise):
+    for what a server does asynchronously after a signal."""
+    deadline = time.monotonic() + seconds
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(every)
+    return result
+
+
+def test_readyz_turns_503_as_soon_as_draining_begins_and_late_requests_are_told_to_go(serve):
     served = serve(**{"sensorhub.workers": "1"})
     kept_alive = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
     assert request(served.port, "GET", "/readyz", connection=kept_alive)[0] == 200
     served.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # the worker has begun draining; this connection lingers for a moment
-    status, problem, headers = request(served.port, "GET", "/readyz", connection=kept_alive)
-    assert (status, problem["detail"]) == (503, "not ready: the server is shutting down (draining)")
+    # On the kept-alive connection (the listener is closed by now): 200 until the signal has
+    # reached the worker, then 503 at once.
+    answer = eventually(
+        lambda: (
+            (reply := request(served.port, "GET", "/readyz", connection=kept_alive))[0] == 503
+            and reply
+        ),
+        seconds=1.5,
+        every=0.02,
+    )
+    assert answer, "/readyz never turned 503 while the worker drained"
+    status, problem, headers = answer
+    assert problem["detail"] == "not ready: the server is shutting down (draining)"
+    assert headers.get("Connection") == "close"
     kept_alive.close()
     assert served.process.wait(30) == 0
 
@@ -306,9 +316,15 @@ def test_a_dead_worker_is_replaced_and_counted(serve):
         time.sleep(0.1)
     assert len(served.workers()) == 2 and served.workers() != before
     assert request(served.port, "GET", "/healthz")[0] == 200
-    body = scrape(served.port)
-    assert re.search(r"^sensorhub_server_worker_restarts_total 1\.0$", body, re.M), body[:3000]
-    assert any("Replacing a worker" in line.get("event", "") for line in served.lines())
+    counted = eventually(
+        lambda: re.search(
+            r"^sensorhub_server_worker_restarts_total 1\.0$", scrape(served.port), re.M
+        )
+    )
+    assert counted, scrape(served.port)[:3000]
+    assert eventually(
+        lambda: any("Replacing a worker" in line.get("event", "") for line in served.lines())
+    )
 
 
 def test_when_the_master_is_killed_every_worker_exits_within_2s(serve):
@@ -429,7 +445,7 @@ def own_postgresql():
     try:
         url = f"postgresql+psycopg://sensorhub@127.0.0.1:{port}/postgres"
         engine = create_engine(url)
-        migrations.upgrade(engine)
+        migrations.upgrade(engine, migrations.plugin_locations(["auth", "ingest"]))
         engine.dispose()
         yield url, start, stop
     finally:

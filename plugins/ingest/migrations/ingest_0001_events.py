@@ -8,6 +8,9 @@ Create Date: 2026-11-26
 import sqlalchemy as sa
 from alembic import op
 
+# The ingest plugin's own branch, on the core's first revision: `upgrade heads` applies it when
+# the plugin is loaded (its includeme registers this folder). Ids and labels never change:
+# databases migrated when this file lived in sensorhub/migrations/versions keep upgrading.
 revision = "ingest_0001"
 down_revision = "0001_core"
 branch_labels = ("ingest",)

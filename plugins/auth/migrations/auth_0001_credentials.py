@@ -10,6 +10,9 @@ from alembic import op
 
 from sensorhub.models.meta import UTCDateTime
 
+# The auth plugin's own branch, on the core's first revision: `upgrade heads` applies it when
+# the plugin is loaded (its includeme registers this folder). Ids and labels never change:
+# databases migrated when this file lived in sensorhub/migrations/versions keep upgrading.
 revision = "auth_0001"
 down_revision = "0001_core"
 branch_labels = ("auth",)
