@@ -1,4 +1,8 @@
-"""``sensorhub-admin migrate <ini>``: bring the database schema up to date (Alembic heads)."""
+"""``sensorhub-admin migrate <ini>``: bring the database schema up to date (Alembic heads).
+
+The app is built from the ini, so its plugins decide what is migrated: the core's revisions and
+the branch of every listed plugin that registered one (``config.add_migrations``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import structlog
 
 from .. import migrations
-from .admin import add_config_uri
+from .admin import CommandError, add_config_uri
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +28,13 @@ class MigrateCommand:
         registry = env["registry"]
         engine = registry["dbengine"]
         locations = migrations.migration_locations(registry)
+        if unknown := migrations.unknown_revisions(engine, locations):
+            raise CommandError(
+                f"the database has revision(s) {', '.join(sorted(unknown))} that neither the "
+                "core nor a listed plugin provides: add the plugin that owns each (a revision id "
+                "starts with its plugin's name) to sensorhub.plugins (env SENSORHUB_PLUGINS), "
+                "then migrate again"
+            )
         before = migrations.current_heads(engine)
         migrations.upgrade(engine, locations)
         after = migrations.current_heads(engine)

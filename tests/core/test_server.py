@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sensorhub.db import writer_turns
-from tests.conftest import empty_all_tables
+from tests.conftest import empty_all_tables, living_children
 
 PSERVE = str(Path(sys.executable).parent / "pserve")
 ADMIN_TOKEN = "server-test-admin-token-0123456789"
@@ -46,16 +46,7 @@ def request(port, method, path, body=None, token=ADMIN_TOKEN):
 
 
 def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
+    return set(living_children(pid))
 
 
 @pytest.fixture
