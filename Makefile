@@ -10,7 +10,7 @@ PYTEST ?= -q -n auto
 CODE := sensorhub plugins tests bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-breakdown plugin docs clean lock
+.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-overload bench-breakdown plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ dist: install ## build the sdist and wheel into dist/ (version from sensorhub/__
 
 bench: install ## load benchmarks on 127.0.0.1, with ratios against a bare WSGI baseline
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-overload: install ## sensorhub-serve offered 1-4x its in-flight limit, then SIGTERM under load
+	$(BIN)/python -m bench.overload $(BENCH_ARGS)
 
 bench-breakdown: install ## what one request's pieces cost, in one process (no HTTP, one thread)
 	$(BIN)/python -m bench.breakdown
