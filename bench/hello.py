@@ -1,8 +1,8 @@
-"""The transport baseline: the smallest WSGI app waitress can serve.
+"""The transport baseline: the smallest WSGI app a server can serve.
 
 Every SensorHub scenario is reported as a ratio to this app's req/s measured in the same run on
-the same waitress settings, so the figures say what SensorHub costs above HTTP parsing and
-the socket round trip, whatever the machine.
+the same server and settings (waitress, gunicorn or granian; threads, workers), so the figures
+say what SensorHub costs above HTTP parsing and the socket round trip, whatever the machine.
 """
 
 from __future__ import annotations

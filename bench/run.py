@@ -10,6 +10,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from . import decoders, report, wrk
 from .integrity import EventCounter, check
 from .scenarios import SERVERS, installed_plugins, select, server_plugins
+from .serve import SERVERS as HTTP_SERVERS
 from .servers import BenchError, Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,17 +57,24 @@ def parse_args(argv):
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument(
+        "--server",
+        choices=HTTP_SERVERS,
+        help="the HTTP server every app runs on, hello included (default: waitress with "
+        "--workers 1, gunicorn's gthread worker above 1)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=8,
-        help="waitress threads, the same for every server (8, SensorHub's default)",
+        help="request threads per server process, the same for every server (8, SensorHub's "
+        "default): waitress threads, gunicorn gthread threads, granian blocking threads",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
         help="server processes, the same for every server (1, SensorHub's "
-        "default; pre-forked above 1)",
+        "default; pre-forked above 1, with gunicorn or granian)",
     )
     parser.add_argument(
         "--sensors", type=int, default=64, help="sensors provisioned per SensorHub server (64)"
@@ -97,6 +106,15 @@ def parse_args(argv):
         args.runs, args.duration, args.warmup = 1, 3, 1
     if args.runs < 1 or args.duration <= 0:
         parser.error("--runs must be >= 1 and --duration > 0")
+    if args.threads < 1 or args.workers < 1:
+        parser.error("--threads and --workers must be >= 1")
+    if args.server is None:
+        args.server = "gunicorn" if args.workers > 1 else "waitress"
+    if args.server == "waitress" and args.workers > 1:
+        parser.error(
+            "waitress serves in one process: --workers above 1 needs --server "
+            "gunicorn or --server granian"
+        )
     return args
 
 
@@ -178,6 +196,10 @@ def progress_line(label: str, name: str, figures: dict) -> str:
     return text
 
 
+def _terminated(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -198,8 +220,8 @@ def main(argv=None) -> int:
     say(
         f"{env['wrk']}; {args.wrk_threads} threads, {args.connections} connections, "
         f"{args.duration:g}s x {args.runs} runs (+{args.warmup:g}s warm-up) per scenario; "
-        f"waitress {args.threads} threads x {args.workers} worker process(es); server and wrk "
-        "share this machine"
+        f"{args.server} {args.threads} threads x {args.workers} worker process(es) for every "
+        "server; server and wrk share this machine"
     )
     for scenario, reason in skipped:
         say(f"  skip {scenario.name}: {reason}")
@@ -218,6 +240,8 @@ def main(argv=None) -> int:
         results["decoders"] = decoders.run()
         say(report.decoders_table(results["decoders"]))
 
+    # SIGTERM to the bench unwinds like Ctrl-C, so `finally` below stops every server it started.
+    previous_sigterm = signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="sensorhub-bench-"))
     env["workdir_filesystem"] = filesystem_of(workdir)
     servers: dict[str, Server] = {}
@@ -237,9 +261,10 @@ def main(argv=None) -> int:
                 args.threads,
                 args.database_url,
                 args.workers,
+                args.server,
             )
+            servers[spec.name] = server  # stopped in `finally` whatever happens from here
             server.start()
-            servers[spec.name] = server
             hosted = [s for s in chosen if s.server == spec.name]
             if any("auth" in s.requires for s in hosted):
                 server.provision_sensors(args.sensors)
@@ -266,7 +291,7 @@ def main(argv=None) -> int:
                 (warmups if label == "warm-up" else runs)[scenario.name].append(figures)
                 time.sleep(0.3)  # let in-flight work drain before the next scenario
         for server in servers.values():
-            if server.process and server.process.poll() is not None:
+            if not server.alive():
                 raise BenchError(
                     f"server {server.name} died during the bench:\n{server.log_tail()}"
                 )
@@ -274,10 +299,12 @@ def main(argv=None) -> int:
         print(f"\nbench: {error}", file=sys.stderr)
         return 2
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         for counter in counters.values():
             counter.close()
         for server in servers.values():
             server.stop()
+        signal.signal(signal.SIGTERM, previous_sigterm)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -293,8 +320,9 @@ def main(argv=None) -> int:
     env["loadavg_at_end"] = os.getloadavg()
 
     say(
-        f"\nmedians of {args.runs} run(s), {args.duration}s each; x hello = req/s ratio to "
-        "the bare WSGI app on the same waitress in this run; +/- = half the req/s range over "
+        f"\nmedians of {args.runs} run(s), {args.duration}s each, on {args.server} x "
+        f"{args.workers}; x hello = req/s ratio to the bare WSGI app on the same server in this "
+        "run; +/- = half the req/s range over "
         "the runs; load average "
         + " ".join(f"{x:.2f}" for x in env["loadavg_at_start"])
         + " at start, "
@@ -313,7 +341,12 @@ def main(argv=None) -> int:
     results.update(
         {
             "servers": {
-                n: {"plugins": s.plugins, "threads": s.threads, "workers": s.workers}
+                n: {
+                    "plugins": s.plugins,
+                    "server": s.http_server,
+                    "threads": s.threads,
+                    "workers": s.workers,
+                }
                 for n, s in servers.items()
             },
             "runs": runs,

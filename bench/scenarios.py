@@ -48,7 +48,7 @@ SCENARIOS = (
         "hello",
         "get",
         {"path": "/"},
-        what="bare WSGI app on the same waitress: the transport limit",
+        what="bare WSGI app on the same server: the transport limit",
     ),
     Scenario(
         "api_root",

@@ -1,6 +1,9 @@
 """Start, provision and stop the benchmark's server processes.
 
-Each server is its own ``python -m bench.serve`` subprocess on 127.0.0.1 with a free port; its
+Each server is its own ``python -m bench.serve`` subprocess on 127.0.0.1 with a free port, on
+the HTTP server the run asks for (waitress, gunicorn or granian), in a session and process group
+of its own: stopping it signals the whole group (a pre-fork server's arbiter and workers, and
+granian's processes under ``bench.serve``), SIGTERM first, SIGKILL after a deadline. Its
 stdout and stderr go to a file in the run's temp directory (the logging plugin writes one JSON
 line per request to stdout, which would otherwise flood the terminal and cost a tty's speed).
 SensorHub servers get a temp ini and, unless ``--database-url`` is given, a fresh SQLite file
@@ -13,6 +16,7 @@ import http.client
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -23,17 +27,20 @@ ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
 
 
 def migrate(settings: dict) -> None:
-    """Create or upgrade the schema of the database ``settings`` name.
+    """Create or upgrade the schema of the database ``settings`` name: the core's revisions and
+    the branches the server's plugins register (``config.add_migrations``).
 
-    Core only: every built-in plugin's branch lives in the core's versions folder and "upgrade
-    heads" runs them all; loading the logging plugin here would reconfigure this process's
-    output."""
+    The core's app alone opens the database; the plugins are asked for their migration folders
+    without logging and metrics, which own no tables and would reconfigure this process's
+    output and metrics state if loaded here."""
     from sensorhub import make_app, migrations
 
     app = make_app({**settings, "sensorhub.plugins": ""}, environ={}, process="admin")
     engine = app.registry["dbengine"]
+    plugins = settings.get("sensorhub.plugins", "").replace(",", " ").split()
+    with_tables = [name for name in plugins if name not in ("logging", "metrics")]
     try:
-        migrations.upgrade(engine)
+        migrations.upgrade(engine, migrations.plugin_locations(with_tables, settings))
     finally:
         engine.dispose()
 
@@ -56,6 +63,7 @@ class Server:
     threads: int
     database_url: str | None = None
     workers: int = 1
+    http_server: str = "waitress"  # bench.serve --server: waitress, gunicorn or granian
     port: int = 0
     process: subprocess.Popen | None = None
     sensors: list[Sensor] = field(default_factory=list)
@@ -76,9 +84,21 @@ class Server:
             return "bare WSGI hello app"
         return "sensorhub plugins: " + (" ".join(self.plugins) or "(none)")
 
+    def describe_server(self) -> str:
+        return f"{self.http_server} {self.threads} threads x {self.workers} process(es)"
+
     # -- lifecycle
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start the server and wait until it answers its health URL; on any failure, stop
+        whatever was started and raise."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         target = "hello" if self.plugins is None else str(self._write_ini())
         if self.plugins is not None:
             self._migrate()
@@ -89,6 +109,8 @@ class Server:
             "-m",
             "bench.serve",
             target,
+            "--server",
+            self.http_server,
             "--threads",
             str(self.threads),
             "--workers",
@@ -104,39 +126,75 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 env=self._environ(),
                 cwd=Path(__file__).resolve().parent.parent,
+                start_new_session=True,  # its own process group, signalled as a whole
             )
         deadline = time.monotonic() + timeout
         while not ready.exists():
-            if self.process.poll() is not None:
-                raise BenchError(
-                    f"server {self.name} ({self.describe()}) exited with code "
-                    f"{self.process.returncode} at start-up; its output:\n"
-                    f"{self.log_tail()}"
-                )
+            self._check_alive("at start-up")
             if time.monotonic() > deadline:
-                self.stop()
                 raise BenchError(
-                    f"server {self.name} did not listen within {timeout:.0f}s; "
-                    f"its output:\n{self.log_tail()}"
+                    f"server {self.name} ({self.describe_server()}) did not listen within "
+                    f"{timeout:.0f}s; its output:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
         self.port = int(ready.read_text())
-        status, _ = self.request("GET", "/" if self.plugins is None else "/healthz")
+        # The port accepts connections; a pre-fork server's workers may still be starting
+        # (granian's build the app now), so the first answer may take a while.
+        health = "/" if self.plugins is None else "/healthz"
+        while True:
+            try:
+                status, _ = self.request(
+                    "GET", health, timeout=max(1.0, deadline - time.monotonic())
+                )
+                break
+            except (OSError, http.client.HTTPException) as error:
+                self._check_alive("at start-up")
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"server {self.name} ({self.describe_server()}) did not answer "
+                        f"{health} within {timeout:.0f}s ({error}); its output:\n"
+                        f"{self.log_tail()}"
+                    ) from error
+                time.sleep(0.1)
         if status != 200:
             raise BenchError(
                 f"server {self.name} answers {status} on its health URL; "
                 f"its output:\n{self.log_tail()}"
             )
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+    def _check_alive(self, when: str) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise BenchError(
+                f"server {self.name} ({self.describe()}, {self.describe_server()}) exited "
+                f"with code {self.process.returncode} {when}; its output:\n{self.log_tail()}"
+            )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the server's process group, then SIGKILL to what is left of it after
+        ``timeout`` seconds. Idempotent; also ends workers that outlived their parent."""
+        if self.process is None:
             return
-        self.process.terminate()
+        group = self.process.pid  # start_new_session: the group's id is the leader's pid
+        if self.process.poll() is None:
+            _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            pass
+        # The leader is gone (or stuck): wait for the rest of the group, then kill it all.
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _group_alive(group) or self.process.poll() is None:
+            _signal_group(group, signal.SIGKILL)
             self.process.wait(timeout=10)
+            kill_deadline = time.monotonic() + 5
+            while _group_alive(group) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -165,6 +223,8 @@ class Server:
             or f"sqlite:///{self.workdir / (self.name + '.sqlite')}",
             "sensorhub.threads": str(self.threads),
             "sensorhub.workers": str(self.workers),
+            # The bench's few sensors post far faster than the per-sensor limit allows.
+            "sensorhub.auth.sensor_rate": "0",
         }
         if "logging" in self.plugins:
             settings["sensorhub.logging.format"] = "json"  # the production renderer
@@ -247,3 +307,21 @@ class Server:
                 )
             self.sensors.append(Sensor(data["sensorId"], data["token"]))
         self.sensors_file.write_text("".join(f"{s.sensor_id} {s.token}\n" for s in self.sensors))
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(group: int) -> bool:
+    """Whether any process of the group is left (a zombie awaiting its parent counts)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,9 +1,10 @@
 """The production server: ``sensorhub-serve <ini>`` runs gunicorn's pre-fork master and
 ``sensorhub.workers`` gthread workers, configured from the settings table (env > ini > default).
 
-Chosen over granian and a hand-written supervisor by measurement and by what an operator relies
-on (docs/benchmarks.md, docs/operations.md). Gunicorn owns the process lifecycle; SensorHub only
-adds what it cannot know:
+Granian measured faster (docs/benchmarks.md); gunicorn was chosen because every behaviour below
+needs a hook it offers and granian does not (its worker class is ours to extend; its master has
+fork and exit hooks). Gunicorn owns the process lifecycle; SensorHub only adds what it cannot
+know:
 
 - the app is built once in the master (a configuration mistake stops start-up with one line) and
   forked; each worker drops the pooled database connections it inherited (SQLAlchemy's fork

@@ -51,9 +51,7 @@ def assert_says_how_to_install_wrk(result):
     assert "apt-get install wrk" in result.stderr
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers):
-    result = run_module(*LOAD_RUN, "--workers", workers, "--results-dir", str(tmp_path))
+def assert_a_short_load_run_passes(result, tmp_path):
     if shutil.which("wrk") is None:
         if REQUIRE_TOOLS:
             pytest.fail(
@@ -65,6 +63,30 @@ def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers)
     assert "PASS  no lost or extra events" in result.stdout
     assert "PASS  no errors" in result.stdout
     assert list(tmp_path.glob("*.json")), "the run's results file was not written"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_short_load_run_acknowledges_exactly_what_it_stored(tmp_path, workers):
+    result = run_module(*LOAD_RUN, "--workers", workers, "--results-dir", str(tmp_path))
+    assert_a_short_load_run_passes(result, tmp_path)
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_a_short_load_run_on_two_workers_of_each_prefork_server(tmp_path, server):
+    result = run_module(
+        *LOAD_RUN, "--server", server, "--workers", "2", "--results-dir", str(tmp_path)
+    )
+    assert_a_short_load_run_passes(result, tmp_path)
+    if result.returncode == 0:
+        assert f"{server} 8 threads x 2 worker process(es)" in result.stdout
+
+
+def test_waitress_is_refused_more_than_one_process(tmp_path):
+    result = run_module(
+        *LOAD_RUN, "--server", "waitress", "--workers", "2", "--results-dir", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "waitress serves in one process" in result.stderr
 
 
 def test_without_wrk_the_bench_says_how_to_install_it(tmp_path):
