@@ -1,13 +1,12 @@
 """Every way a credential can be wrong: a 4xx that says why, never a 500, never a database
 write, and never the raw token echoed back or logged. Then the brute-force guard."""
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
 import webtest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from plugins.auth import tokens
 from plugins.auth.models import SensorToken
@@ -20,6 +19,7 @@ from tests.plugins.test_auth_support import (
     bearer,
     create_sensor,
     recording_events,
+    recording_statements,
     recording_writes,
 )
 
@@ -169,20 +169,6 @@ def test_the_admin_token_never_reaches_a_log_line(testapp):
 
 
 # --- the brute-force guard
-
-
-@contextlib.contextmanager
-def recording_statements(engine):
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture
