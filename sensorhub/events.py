@@ -8,6 +8,8 @@ Invariant: events that report stored data (``EventsIngested``) are published onl
 transaction committed (``transaction`` after-commit hook, or after the group commit), so a
 rolled-back request moves no counter. Use :func:`notify_after_commit` for that.
 Fields are plain values with bounded sets where a metric label may use them (outcomes, reasons).
+Only what crosses plugins is an event: a plugin's internal figures (how many requests a group
+commit served) go through the metrics contract, :mod:`sensorhub.metrics`.
 """
 
 from __future__ import annotations
@@ -34,25 +36,30 @@ class EventsIngested:
 
 
 @dataclass(frozen=True)
-class CommitGroupFlushed:
-    """A group commit wrote the queued events of several requests in one transaction."""
-
-    requests: int
-    events: int
-    duration_seconds: float
-    succeeded: bool
-
-
-@dataclass(frozen=True)
 class SensorAuthenticated:
     request: Any
     sensor_id: str
 
 
+# Why a credential was refused: the only values AuthenticationFailed.reason takes, so a metric
+# may use them as a label (and create each one's series at start, in this order).
+AUTH_FAILURE_REASONS: tuple[str, ...] = (
+    "missing",  # no Authorization header on a protected view
+    "malformed",  # not a credential's shape (too long, not printable ASCII, a bad sensor token)
+    "bad_checksum",  # a sensor token whose checksum does not match: mistyped or truncated
+    "unknown",  # well-formed, but no such credential
+    "expired",
+    "revoked",
+    "disabled",  # the token's sensor is disabled
+    "wrong_scheme",  # an Authorization scheme other than Bearer
+    "token_in_query",  # a credential in the URL's query string
+)
+
+
 @dataclass(frozen=True)
 class AuthenticationFailed:
-    """A credential was presented and refused. ``reason`` is a bounded code: missing, malformed,
-    bad_checksum, unknown, expired, revoked, disabled, wrong_scheme, token_in_query."""
+    """A credential was presented and refused; ``reason`` is one of :data:`AUTH_FAILURE_REASONS`
+    (publishers must not invent others: metrics label by it)."""
 
     request: Any
     reason: str

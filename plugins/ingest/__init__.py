@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from sensorhub.api import API_PREFIX
 from sensorhub.identity import ADMIN, SENSOR
+from sensorhub.metrics import metrics_of
 from sensorhub.settings import (
     Setting,
     SettingError,
@@ -156,7 +157,7 @@ def includeme(config) -> None:
             max_events=settings["sensorhub.ingest.group_commit_max_events"],
             max_wait=settings["sensorhub.ingest.group_commit_max_wait"],
             max_queue=settings["sensorhub.ingest.group_commit_queue"],
-            notify=config.registry.notify,
+            metrics=lambda: metrics_of(config.registry),
         )
     config.registry["ingest.config"] = IngestConfig(
         limits=limits,

@@ -30,10 +30,10 @@ from collections.abc import Callable
 
 import structlog
 
-from sensorhub.db import writer_turns
-from sensorhub.events import CommitGroupFlushed
+from sensorhub.metrics import Metrics, NoMetrics
 
 from .storage import WriteJob, write_jobs
+from .turns import writer_turns
 
 log = structlog.get_logger(__name__)
 
@@ -64,14 +64,15 @@ class GroupCommitWriter:
         max_wait: float = 0.0,
         max_queue: int = 10000,
         idle_seconds: float = 2.0,
-        notify: Callable[[object], None] | None = None,
+        metrics: Callable[[], Metrics] | None = None,
     ):
         self.engine = engine
         self._turns = writer_turns(engine)  # several worker processes: one writes at a time
         self.max_events = max_events
         self.max_wait = max_wait
         self.idle_seconds = idle_seconds
-        self.notify = notify or (lambda event: None)
+        # Read at each flush: a metrics plugin may replace the recorder after this is built.
+        self._metrics = metrics or NoMetrics
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -196,14 +197,15 @@ class GroupCommitWriter:
                 group[0].error = error
         for pending in group:
             pending.done.set()
-        self.notify(
-            CommitGroupFlushed(
-                requests=len(group),
-                events=events,
-                duration_seconds=time.perf_counter() - started,
-                succeeded=succeeded,
-            )
-        )
+        self._record(len(group), events, time.perf_counter() - started, succeeded)
+
+    def _record(self, requests: int, events: int, duration: float, succeeded: bool) -> None:
+        """The group's figures, through the core's metrics contract (no-op without a plugin)."""
+        metrics = self._metrics()
+        metrics.count("ingest_commit_groups", outcome="succeeded" if succeeded else "failed")
+        metrics.observe("ingest_commit_group_requests", requests)
+        metrics.observe("ingest_commit_group_events", events)
+        metrics.observe("ingest_commit_group_duration_seconds", duration)
 
     def _write(self, jobs: list[WriteJob]) -> None:
         with self._turns, self.engine.begin() as connection:

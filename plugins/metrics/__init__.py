@@ -10,6 +10,8 @@ Answers an operator's four questions (how busy, how many errors, how slow, how s
   and status code; an in-flight gauge; buckets from ``sensorhub.metrics.buckets``.
 - Domain metrics (``domain.py``) from the core's domain events, counted only after commit, and
   the time transactions stay open (SQLAlchemy engine events).
+- Plugins' own figures (``recorder.py``): the core's metrics contract (``sensorhub.metrics``),
+  e.g. the ingest writer's group commits, exported as ``sensorhub_<name>``.
 - USE (``collectors.py``): the DB connection pool, process metrics, ``sensorhub_build_info``;
   saturation is the in-flight gauge against ``sensorhub_server_threads`` (the admission limit),
   and load shed shows as 503s in the RED series.
@@ -34,6 +36,7 @@ from sensorhub.settings import Setting, as_duration, as_int, as_str
 
 from .exposition import includeme as _include_exposition
 from .metrics import AppMetrics, as_buckets, metrics_of
+from .recorder import PrometheusMetrics
 from .settings import check_multiprocess
 
 __all__ = ["AppMetrics", "includeme", "metrics_of"]
@@ -97,6 +100,8 @@ def includeme(config) -> None:
     multiproc_dir = check_multiprocess(settings["sensorhub.metrics.multiproc_dir"])
     metrics = AppMetrics(settings["sensorhub.metrics.buckets"], multiprocess=bool(multiproc_dir))
     config.registry["sensorhub.metrics"] = metrics
+    # Every plugin's own figures (the core's metrics contract) land on the same registry.
+    config.set_metrics(PrometheusMetrics(metrics, settings["sensorhub.metrics.buckets"]))
     config.include(".collectors")
     config.include(".red")
     config.include(".domain")

@@ -9,7 +9,8 @@ request, whether or not anything was stored.
 Transaction duration comes from SQLAlchemy's ``begin``/``commit``/``rollback`` connection
 events: how long each transaction stayed open (on SQLite, the wait for the write lock too).
 SQLAlchemy has no event after the COMMIT statement itself returns, so the fsync-bound commit
-time is what ``sensorhub_ingest_commit_group_duration_seconds`` reports for the write path.
+time is what ``sensorhub_ingest_commit_group_duration_seconds`` reports for the write path
+(recorded by the ingest writer through the core's metrics contract, see ``recorder.py``).
 The engine may be shared by several apps (tests do that): one listener per engine feeds every
 live app's histogram, and an app that is gone is forgotten (weak references).
 """
@@ -24,7 +25,6 @@ from sqlalchemy import event as sa_event
 
 from sensorhub.events import (
     AuthenticationFailed,
-    CommitGroupFlushed,
     EventsIngested,
     RequestRateLimited,
     SensorAuthenticated,
@@ -55,18 +55,11 @@ def subscribers(metrics: AppMetrics) -> dict:
     def on_rate_limited(event: RequestRateLimited) -> None:
         metrics.rate_limited.labels(event.scope).inc()
 
-    def on_commit_group_flushed(event: CommitGroupFlushed) -> None:
-        metrics.commit_groups.labels("succeeded" if event.succeeded else "failed").inc()
-        metrics.commit_group_requests.observe(event.requests)
-        metrics.commit_group_events.observe(event.events)
-        metrics.commit_group_duration.observe(event.duration_seconds)
-
     return {
         EventsIngested: on_events_ingested,
         SensorAuthenticated: on_sensor_authenticated,
         AuthenticationFailed: on_authentication_failed,
         RequestRateLimited: on_rate_limited,
-        CommitGroupFlushed: on_commit_group_flushed,
     }
 
 

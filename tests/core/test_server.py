@@ -1,5 +1,5 @@
-"""``pserve`` (waitress, one process, for development) and the SQLite writers' turns between
-processes; the production server is tested in test_prefork.py.
+"""``pserve`` (waitress, one process, for development); the production server is tested in
+test_prefork.py.
 
 Real processes on 127.0.0.1, on the suite's database (SQLite or PostgreSQL).
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from sensorhub.db import writer_turns
 from tests.conftest import empty_all_tables, living_children
 
 PSERVE = str(Path(sys.executable).parent / "pserve")
@@ -100,31 +99,3 @@ def test_pserve_serves_in_one_process_and_stops_cleanly_on_sigterm(pserve):
     assert children_of(process.pid) == set()
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 0
-
-
-def test_writers_of_two_processes_take_turns(tmp_path):
-    from sqlalchemy import create_engine
-
-    engine = create_engine(f"sqlite:///{tmp_path / 'turns.sqlite'}")
-    turns = writer_turns(engine)
-    read_end, write_end = os.pipe()
-    with turns:
-        pid = os.fork()
-        if pid == 0:  # a second process: must wait until the parent's turn is over
-            with turns:
-                os.write(write_end, str(time.monotonic()).encode())
-            os._exit(0)
-        time.sleep(0.3)
-        released_at = time.monotonic()
-    child_entered_at = float(os.read(read_end, 64))
-    os.waitpid(pid, 0)
-    assert child_entered_at >= released_at
-    engine.dispose()
-
-
-def test_writer_turns_are_nothing_on_other_databases():
-    from sqlalchemy import create_engine
-
-    engine = create_engine("sqlite://")
-    with writer_turns(engine), writer_turns(engine):  # no lock file, nothing to wait for
-        pass

@@ -15,7 +15,7 @@ from plugins.ingest import storage
 from plugins.ingest.models import stats_table
 from plugins.ingest.storage import WriteJob, write_jobs
 from plugins.ingest.writer import GroupCommitWriter
-from sensorhub.events import CommitGroupFlushed, EventsIngested
+from sensorhub.events import EventsIngested
 from tests.conftest import empty_all_tables
 from tests.plugins.test_auth_support import recording_statements
 from tests.plugins.test_ingest_support import (
@@ -23,6 +23,7 @@ from tests.plugins.test_ingest_support import (
     new_sensor,
     post_events,
     recording_events,
+    recording_figures,
     stored_events,
 )
 
@@ -116,16 +117,21 @@ def test_concurrent_single_event_posts_share_commits(committing_app, dbengine):
     app = committing_app(**{"sensorhub.ingest.group_commit_max_wait": "50ms"})
     testapp = webtest.TestApp(app)
     sensors = [new_sensor(testapp, f"s{n}") for n in range(8)]
-    with recording_events(app.registry, CommitGroupFlushed, EventsIngested) as seen:
+    with (
+        recording_events(app.registry, EventsIngested) as seen,
+        recording_figures(app.registry) as figures,
+    ):
         in_threads(
             8,
             lambda n: post_events(
                 webtest.TestApp(app), sensors[n][1], {"type": "t", "eventId": "one"}
             ),
         )
-    flushes = [e for e in seen if isinstance(e, CommitGroupFlushed)]
-    assert sum(f.requests for f in flushes) == 8 and all(f.succeeded for f in flushes)
-    assert max(f.requests for f in flushes) > 1  # at least one commit served several requests
+    group_sizes = figures.observed("ingest_commit_group_requests")
+    assert sum(group_sizes) == 8
+    assert figures.counted("ingest_commit_groups", outcome="succeeded") == len(group_sizes)
+    assert figures.counted("ingest_commit_groups", outcome="failed") == 0
+    assert max(group_sizes) > 1  # at least one commit served several requests
     assert sum(e.accepted for e in seen if isinstance(e, EventsIngested)) == 8
     assert sum(stored_events(dbengine, sensor_id) for sensor_id, _ in sensors) == 8
 

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import func, select
 
 from plugins.ingest.models import events_table
+from sensorhub.metrics import METRICS_KEY
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -68,3 +69,35 @@ def recording_events(registry, *event_types):
     finally:
         for event_type in event_types:
             registry.unregisterHandler(handler, (event_type,))
+
+
+class RecordingMetrics:
+    """A :class:`sensorhub.metrics.Metrics` that keeps what is recorded, to assert on."""
+
+    def __init__(self):
+        self.records: list[tuple[str, str, float, dict]] = []
+
+    def count(self, name, value=1, **labels):
+        self.records.append(("count", name, value, labels))
+
+    def observe(self, name, value, **labels):
+        self.records.append(("observe", name, value, labels))
+
+    def counted(self, name, **labels) -> float:
+        return sum(
+            v for kind, n, v, tags in self.records if (kind, n, tags) == ("count", name, labels)
+        )
+
+    def observed(self, name) -> list[float]:
+        return [v for kind, n, v, _ in self.records if (kind, n) == ("observe", name)]
+
+
+@contextlib.contextmanager
+def recording_figures(registry):
+    """Swap the app's metrics recorder for a :class:`RecordingMetrics` (the contract's hook)."""
+    recorder, previous = RecordingMetrics(), registry[METRICS_KEY]
+    registry[METRICS_KEY] = recorder
+    try:
+        yield recorder
+    finally:
+        registry[METRICS_KEY] = previous
