@@ -163,6 +163,13 @@ def _detail_or(exc: HTTPException, fallback: str) -> str:
     return str(exc.detail) if exc.detail else fallback
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message, at most ``limit`` characters; ``""`` when it has
+    none. Driver and parser messages can be long and multi-line: the first line names the
+    problem, and is safe to put in a one-line log field or a client's error detail."""
+    return (str(error).strip().splitlines() or [""])[0][:limit]
+
+
 def undecodable_input_view(exc: UnicodeDecodeError, request: Request) -> Response:
     # WebOb decodes the query string and form bodies lazily; bytes that are not UTF-8 are the
     # client's mistake wherever a view happens to touch them.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from .admission import is_draining
-from .errors import problem_response
+from .errors import first_line, problem_response
 from .settings import Setting, as_duration
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def readyz(request: Request) -> dict[str, object] | Response:
         if future not in done:
             results[name] = f"timed out after {timeout:g}s"
         elif (error := future.exception()) is not None:
-            results[name] = f"{type(error).__name__}: {_first_line(error)}"
+            results[name] = f"{type(error).__name__}: {first_line(error)}"
         else:
             results[name] = future.result() or "ok"
     failing = {name: reason for name, reason in results.items() if reason != "ok"}
@@ -82,11 +82,6 @@ def readyz(request: Request) -> dict[str, object] | Response:
             headers={"Retry-After": "5"},
         )
     return {"status": "ok", "checks": results}
-
-
-def _first_line(error: BaseException) -> str:
-    # Driver messages can be long and multi-line; the first line names the problem.
-    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def includeme(config: Configurator) -> None:

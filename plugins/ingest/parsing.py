@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
+from sensorhub.errors import first_line
+
 from .rejection import REASONS, Rejection
 from .senml import resolve_senml
 
@@ -134,11 +136,9 @@ def _decode(body: bytes, loads):
     try:
         return loads(body)
     except (ValueError, RecursionError) as error:  # orjson.JSONDecodeError is a ValueError
-        raise BodyError(400, f"malformed JSON: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise BodyError(
+            400, f"malformed JSON: {first_line(error) or type(error).__name__}"
+        ) from None
 
 
 def _check_count(count: int, limits: Limits) -> None:
@@ -198,7 +198,7 @@ def _ndjson_items(body: bytes, limits: Limits, validator: EventValidator, loads)
                 Rejection(
                     f"events[{index}]",
                     "malformed_json",
-                    f"line {number} is not JSON: {_first_line(error)}",
+                    f"line {number} is not JSON: {first_line(error) or type(error).__name__}",
                 )
             )
             continue

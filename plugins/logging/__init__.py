@@ -122,7 +122,6 @@ def includeme(config) -> None:
         settings["sensorhub.logging.levels"],
         stream_name,
     )
-    config.registry["sensorhub.logging.effective_format"] = output_format  # for tests, pshell
     config.include(".summary")
 
 

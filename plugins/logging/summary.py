@@ -29,17 +29,16 @@ import time
 import orjson
 import structlog
 from pyramid.tweens import EXCVIEW
-from pyramid_retry import is_error_retryable
 
 from sensorhub.errors import PROBLEM_JSON
 from sensorhub.events import (
     AdminCommandFinished,
     AuthenticationFailed,
-    CommitGroupFlushed,
     EventsIngested,
     RequestRateLimited,
     SensorAuthenticated,
 )
+from sensorhub.requests import matched_route_name, will_retry
 
 SUMMARY_LOGGER = "sensorhub.request"
 log = structlog.get_logger(SUMMARY_LOGGER)
@@ -71,16 +70,16 @@ def request_summary_tween_factory(handler, registry):
         try:
             response = handler(request)
         except Exception as error:
-            if is_error_retryable(request, error):
+            if will_retry(request, error):
                 _log_retry(request, error)
             else:  # escapes to the WSGI server, which answers 500
                 _log_summary(request, None, started, error)
             raise
         exception = getattr(request, "exception", None)  # what an exception view answered
-        if exception is not None and is_error_retryable(request, exception):
+        if will_retry(request):
             _log_retry(request, exception)  # pyramid_retry discards this response
             return response
-        if response.status_code < 400 and _matched_route_name(request) in quiet_routes:
+        if response.status_code < 400 and matched_route_name(request) in quiet_routes:
             if not sample_rate or random.random() >= sample_rate:  # noqa: S311 (sampling)
                 return response
             facts_of(request)["sampled"] = sample_rate
@@ -100,7 +99,7 @@ def request_summary_tween_factory(handler, registry):
             return
         line = {
             "method": request.method,
-            "route": _matched_route_name(request),
+            "route": matched_route_name(request),
             "path": request.path,
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -130,11 +129,6 @@ def _log_retry(request, error) -> None:
         attempt=request.environ.get("retry.attempt"),
         error=type(error).__name__,
     )
-
-
-def _matched_route_name(request) -> str | None:
-    route = getattr(request, "matched_route", None)
-    return route.name if route is not None else None
 
 
 def _sensor_id(request) -> str | None:
@@ -199,16 +193,6 @@ def _on_events_ingested(event: EventsIngested) -> None:
         facts["sensor_id"] = event.sensor_id
 
 
-def _on_commit_group_flushed(event: CommitGroupFlushed) -> None:
-    log.debug(
-        "commit_group_flushed",
-        requests=event.requests,
-        events=event.events,
-        duration_ms=round(event.duration_seconds * 1000, 3),
-        succeeded=event.succeeded,
-    )
-
-
 def _on_admin_command_finished(event: AdminCommandFinished) -> None:
     line = {
         "command": event.command,
@@ -228,7 +212,6 @@ def includeme(config) -> None:
     config.add_subscriber(_on_authentication_failed, AuthenticationFailed)
     config.add_subscriber(_on_rate_limited, RequestRateLimited)
     config.add_subscriber(_on_events_ingested, EventsIngested)
-    config.add_subscriber(_on_commit_group_flushed, CommitGroupFlushed)
     config.add_subscriber(_on_admin_command_finished, AdminCommandFinished)
     # Under the request-ID tween: inside the request's context. Over pyramid_tm (and so the
     # exception view): sees final statuses and times the commit. Both bounds are needed;

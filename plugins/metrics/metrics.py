@@ -11,24 +11,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sensorhub.__version__ import __version__
+from sensorhub.events import AUTH_FAILURE_REASONS
 from sensorhub.settings import Kind, described
 
 # HTTP methods become a label; anything else a client invents is folded into "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED_ROUTE = "unmatched"
 EVENT_OUTCOMES = ("accepted", "duplicate", "rejected")
-# sensorhub.events.AuthenticationFailed documents its bounded reasons.
-AUTH_FAILURE_REASONS = (
-    "missing",
-    "malformed",
-    "bad_checksum",
-    "unknown",
-    "expired",
-    "revoked",
-    "disabled",
-    "wrong_scheme",
-    "token_in_query",
-)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP_REQUESTS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 GROUP_EVENTS_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)

@@ -17,14 +17,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
-from pyramid_retry import is_error_retryable
 
-from .metrics import KNOWN_METHODS, UNMATCHED_ROUTE, metrics_of
+from sensorhub.requests import route_name, will_retry
 
-
-def route_name(request) -> str:
-    route = request.matched_route
-    return route.name if route is not None else UNMATCHED_ROUTE
+from .metrics import KNOWN_METHODS, metrics_of
 
 
 def red_tween_factory(handler, registry):
@@ -54,16 +50,15 @@ def red_tween_factory(handler, registry):
         try:
             response = handler(request)
         except Exception as error:
-            if is_error_retryable(request, error):
+            if will_retry(request, error):
                 metrics.http_retries.labels(route_name(request)).inc()
             else:
                 observe(request, 500, time.perf_counter() - started)
             raise
         finally:
             in_flight.dec()
-        exception = getattr(request, "exception", None)  # what an exception view answered
-        if exception is not None and is_error_retryable(request, exception):
-            metrics.http_retries.labels(route_name(request)).inc()  # this response is dropped
+        if will_retry(request):  # an exception view answered a retryable error: dropped
+            metrics.http_retries.labels(route_name(request)).inc()
         else:
             observe(request, response.status_code, time.perf_counter() - started)
         return response

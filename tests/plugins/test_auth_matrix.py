@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from plugins.auth import tokens
 from plugins.auth.models import SensorToken
-from sensorhub.events import AuthenticationFailed, RequestRateLimited
+from sensorhub.events import AUTH_FAILURE_REASONS, AuthenticationFailed, RequestRateLimited
 from sensorhub.models import Sensor
 from tests.plugins.test_auth_support import (
     ADMIN,
@@ -112,6 +112,12 @@ def test_a_refused_credential_is_a_401_that_says_why(
     assert ('error="invalid_token"' in challenge) is invalid_token
     assert sensor["token"] not in response.text + challenge
     assert sensor["token"] not in repr(logs)
+
+
+def test_every_refusal_reason_is_one_the_core_declares():
+    """Metrics label by reason: the policy publishes the core's codes and no others."""
+    published = {case[3] for case in CASES} | {"token_in_query"}
+    assert published == set(AUTH_FAILURE_REASONS)
 
 
 def test_a_token_in_the_query_string_is_refused_even_with_a_valid_header(testapp, app, sensor):

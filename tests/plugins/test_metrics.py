@@ -22,12 +22,12 @@ from plugins.metrics.exposition import SERVER_KEY
 from sensorhub.errors import problem
 from sensorhub.events import (
     AuthenticationFailed,
-    CommitGroupFlushed,
     EventsIngested,
     RequestRateLimited,
     SensorAuthenticated,
     notify_after_commit,
 )
+from sensorhub.metrics import metrics_of as recorder_of
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError, StartupError
 
@@ -367,10 +367,12 @@ def test_domain_events_move_their_counters(testapp):
     registry.notify(SensorAuthenticated(None, "sen_1"))
     registry.notify(AuthenticationFailed(None, "revoked"))
     registry.notify(RequestRateLimited(None, "auth_failures"))
-    registry.notify(
-        CommitGroupFlushed(requests=3, events=120, duration_seconds=0.004, succeeded=True)
-    )
-    registry.notify(CommitGroupFlushed(requests=1, events=1, duration_seconds=0.2, succeeded=False))
+    recorder = recorder_of(registry)  # what the ingest writer records per group commit
+    for outcome, requests, events, seconds in [("succeeded", 3, 120, 0.004), ("failed", 1, 1, 0.2)]:
+        recorder.count("ingest_commit_groups", outcome=outcome)
+        recorder.observe("ingest_commit_group_requests", requests)
+        recorder.observe("ingest_commit_group_events", events)
+        recorder.observe("ingest_commit_group_duration_seconds", seconds)
     after = scrape(testapp)
 
     def delta(name, **labels):
@@ -384,6 +386,22 @@ def test_domain_events_move_their_counters(testapp):
     assert delta("sensorhub_ingest_commit_group_events_sum") == 121
     assert delta("sensorhub_ingest_commit_group_requests_count") == 2
     assert delta("sensorhub_ingest_commit_group_duration_seconds_bucket", le="0.005") == 1
+
+
+def test_a_plugins_own_figures_are_exported_under_the_sensorhub_prefix(testapp):
+    recorder = recorder_of(testapp.app.registry)
+    recorder.count("probe_widgets_made", 2, colour="blue")
+    recorder.observe("probe_widget_seconds", 0.03)
+    # Another kind or other label names than the first use: dropped, never raised.
+    recorder.observe("probe_widgets_made", 1)
+    recorder.count("probe_widgets_made", 1, shape="round")
+    recorder.count("probe_widgets_made", -1, colour="blue")
+    recorder.count("probe widgets", 1)  # not a Prometheus name
+    recorder.count("http_requests", 1)  # clashes with a series this plugin exports
+    samples = scrape(testapp)
+    assert value(samples, "sensorhub_probe_widgets_made_total", colour="blue") == 2
+    assert value(samples, "sensorhub_probe_widget_seconds_count") == 1
+    assert value(samples, "sensorhub_probe_widget_seconds_bucket", le="0.05") == 1
 
 
 def ingestion_deltas(before, after) -> dict:
