@@ -74,16 +74,25 @@ class EventCounter:
             total += int(data["eventCount"])
         return total
 
-    def settle(self, timeout: float = 15.0) -> Counts:
-        """Counts once the server has finished what was in flight (two equal reads in a row)."""
+    def settle(self, timeout: float = 15.0, quiet: float = 1.0) -> Counts:
+        """Counts once the server has finished what was in flight: no change for ``quiet``
+        seconds (a server may still be working through queued requests after wrk stops), and
+        the same table count before and after the API is asked, so both describe one moment."""
         deadline = time.monotonic() + timeout
-        previous = self.db_count() if self._find_table() is not None else self.api_count()
+        count = self.db_count if self._find_table() is not None else self.api_count
+        previous, quiet_since = count(), time.monotonic()
         while time.monotonic() < deadline:
-            time.sleep(0.3)
-            current = self.db_count() if self._table is not None else self.api_count()
-            if current == previous:
-                break
-            previous = current
+            time.sleep(0.2)
+            current = count()
+            if current != previous:
+                previous, quiet_since = current, time.monotonic()
+                continue
+            if time.monotonic() - quiet_since < quiet:
+                continue
+            api, db = self.api_count(), self.db_count()
+            if db == current:
+                return Counts(api=api, db=db)
+            previous, quiet_since = db, time.monotonic()
         return Counts(api=self.api_count(), db=self.db_count())
 
     def close(self) -> None:
