@@ -14,8 +14,8 @@
   its own PostgreSQL database), so workers never share a file, a port or a row.
 - Nothing is left running: each test process is a child subreaper (Linux), so a process a test
   started cannot escape by losing its parent; one still alive when the session ends fails the run.
-- Tests that need an outside tool carry its marker (``prometheus``, ``nginx``, ``browser``,
-  ``wrk``; ``postgresql`` for tests that only mean something on PostgreSQL). Without the tool
+- Tests that need an outside tool carry its marker (``prometheus``; ``postgresql`` for a test
+  that starts a PostgreSQL server of its own, whatever the suite's database). Without the tool
   they are skipped, saying how to install it; ``SENSORHUB_REQUIRE_TOOLS=1`` (``.ci/run``, which
   installs them all) makes a missing tool a failure instead.
 """
@@ -51,33 +51,39 @@ def binary(name: str) -> str | None:
     return None
 
 
+def postgresql_bin() -> Path | None:
+    """Debian's PostgreSQL server programs (initdb, pg_ctl), newest version first."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return found[0].parent if found else None
+
+
 # marker -> (programs it needs, how to get them)
 TOOLS = {
     "prometheus": (
         ("promtool", "prometheus", "prometheus-pushgateway"),
         "apt-get install prometheus prometheus-pushgateway",
     ),
-    "nginx": (("nginx",), "apt-get install nginx"),
-    "browser": (("chromium", "chromedriver"), "apt-get install chromium chromium-driver"),
-    "wrk": (("wrk",), "apt-get install wrk"),
+    "postgresql": (("initdb",), "apt-get install postgresql"),
 }
+
+
+def missing_programs(programs) -> list[str]:
+    if programs == ("initdb",):
+        return [] if postgresql_bin() else ["initdb"]
+    return [program for program in programs if binary(program) is None]
 
 
 def pytest_runtest_setup(item):
     for marker, (programs, install) in TOOLS.items():
         if item.get_closest_marker(marker) is None:
             continue
-        missing = [program for program in programs if binary(program) is None]
+        missing = missing_programs(programs)
         if not missing:
             continue
         message = f"needs {', '.join(missing)} ({install}; .ci/run installs it)"
         if REQUIRE_TOOLS:
             pytest.fail(f"SENSORHUB_REQUIRE_TOOLS=1 but this test {message}")
         pytest.skip(message)
-    if item.get_closest_marker("postgresql") is not None:
-        url = os.environ.get("SENSORHUB_TEST_DATABASE_URL", "")
-        if not url.startswith("postgresql"):
-            pytest.skip("runs on PostgreSQL only (make test runs it there when it is installed)")
 
 
 def pytest_addoption(parser):
@@ -250,18 +256,20 @@ def dbsession(app, tm):
     return get_tm_session(app.registry["dbsession_factory"], tm)
 
 
+def doomed_environ(tm, dbsession) -> dict:
+    """The WebTest environ that runs requests inside the test's own doomed transaction."""
+    return {
+        "HTTP_HOST": "example.com",
+        "tm.active": True,
+        "tm.manager": tm,
+        DBSESSION_ENVIRON_KEY: dbsession,
+    }
+
+
 @pytest.fixture
 def testapp(app, tm, dbsession):
     """Requests share the test's doomed transaction: everything they write rolls back."""
-    return webtest.TestApp(
-        app,
-        extra_environ={
-            "HTTP_HOST": "example.com",
-            "tm.active": True,
-            "tm.manager": tm,
-            DBSESSION_ENVIRON_KEY: dbsession,
-        },
-    )
+    return webtest.TestApp(app, extra_environ=doomed_environ(tm, dbsession))
 
 
 @pytest.fixture

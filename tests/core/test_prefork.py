@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sensorhub import migrations
-from tests.conftest import empty_all_tables, living_children
+from tests.conftest import empty_all_tables, living_children, postgresql_bin
 
 SERVE = str(Path(sys.executable).parent / "sensorhub-serve")
 ADMIN_TOKEN = "prefork-test-admin-token-0123456789"
@@ -419,7 +419,8 @@ def test_overload_is_shed_with_503_and_retry_after_while_admitted_requests_stay_
 @pytest.fixture
 def own_postgresql():
     """A PostgreSQL server of this test's own (Debian's binaries), to stop and start."""
-    [pg_bin, *_] = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    pg_bin = postgresql_bin()
+    assert pg_bin is not None  # the postgresql marker checked it
     workdir = Path(tempfile.mkdtemp(prefix="sensorhub-own-pg-"))
     run_as = []
     if os.getuid() == 0:  # initdb refuses root

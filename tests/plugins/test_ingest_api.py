@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from plugins.ingest.models import events_table
-from sensorhub.db import DBSESSION_ENVIRON_KEY
+from tests.conftest import doomed_environ
 from tests.plugins.test_ingest_support import ADMIN, AUTH_SETTINGS, new_sensor, post_events
 
 SETTINGS = {**AUTH_SETTINGS, "sensorhub.ingest.group_commit": "false"}
@@ -44,15 +44,7 @@ def other_app(app_factory, tm, dbsession):
 
     def build(**settings):
         app = app_factory(["auth", "ingest"], {**SETTINGS, **settings})
-        return webtest.TestApp(
-            app,
-            extra_environ={
-                "HTTP_HOST": "example.com",
-                "tm.active": True,
-                "tm.manager": tm,
-                DBSESSION_ENVIRON_KEY: dbsession,
-            },
-        )
+        return webtest.TestApp(app, extra_environ=doomed_environ(tm, dbsession))
 
     return build
 
