@@ -204,6 +204,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]
     wsgi: WSGIApp
     alive: bool
     nr_conns: int
+    _memory_limit: int = 0
 
     def accept(self, listener: socket.socket) -> None:
         # A new connection waits on the event loop, not on a thread, until its first bytes
@@ -239,7 +240,9 @@ class Worker(ThreadWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = _server_environ(self.wsgi, self.app.application.registry.settings)
+        settings = self.app.application.registry.settings
+        self._memory_limit = settings["sensorhub.max_worker_memory"]
+        self.wsgi = _server_environ(self.wsgi, settings)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         from .admission import begin_drain
@@ -248,7 +251,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         super().handle_exit(sig, frame)
 
     def _recycle_if_too_big(self) -> None:
-        limit = self.app.application.registry.settings["sensorhub.max_worker_memory"]
+        limit = self._memory_limit
         if limit and self.alive and _resident_mib() > limit:
             self.log.info("Recycling worker %s: resident memory above %s MiB", self.pid, limit)
             self.alive = False
