@@ -59,6 +59,7 @@ def make_app(
     config.include(".metrics")  # a no-op recorder of plugins' figures until a metrics plugin
     config.include(".health")  # /healthz, /readyz and the add_health_check directive
     config.include(".sensor_info")  # fields plugins add to a sensor's self-description
+    config.include(".openapi")  # the openapi= view option, /api/v1/openapi.json and /docs
     config.include(".api")  # GET /api/v1/ and the add_api_capability directive
     config.include(".migrations")  # the add_migrations directive for plugins with tables
     config.include(".plugins")  # the sensorhub.plugins setting
@@ -69,11 +70,11 @@ def make_app(
     include_plugins(config)
     _warn_about_undeclared_settings(config)
     app = config.make_wsgi_app()
-    _bake_request_extensions(app)
+    _bake_request_class(app)
     return app
 
 
-def _bake_request_extensions(router: Router) -> None:
+def _bake_request_class(router: Router) -> None:
     """Give the router a request class that already has the ``add_request_method`` methods and
     properties, instead of applying them to every request.
 
@@ -84,15 +85,17 @@ def _bake_request_extensions(router: Router) -> None:
     here behaves the same. Only the router's own requests change: the registry keeps the
     extensions, so ``pyramid.scripting`` and ``apply_request_extensions`` (tests, scripts)
     work as documented; a subrequest would have to be given them the same way (none is used).
+
+    pyramid_retry copies each body to make it re-readable: within the server's body limit the
+    copy stays in memory instead of going to a temporary file per request.
     """
     extensions = router.request_extensions
-    if extensions is None:
-        return
     base = router.request_factory
     attributes = {
-        **extensions.methods,
-        **dict(extensions.descriptors),
+        **(extensions.methods if extensions else {}),
+        **(dict(extensions.descriptors) if extensions else {}),
         "__module__": base.__module__,
+        "request_body_tempfile_limit": router.registry.settings["sensorhub.max_request_body_size"],
     }
     router.request_factory = type(base.__name__, (base,), attributes)
     router.request_extensions = None

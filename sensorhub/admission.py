@@ -116,9 +116,19 @@ def is_draining(registry: Registry) -> bool:
 def admission_tween_factory(handler: Handler, registry: Registry) -> Handler:
     admission = admission_of(registry)
 
+    max_body = registry.settings["sensorhub.max_request_body_size"]
+
     def admission_tween(request: Request) -> Response:
         if request.path_info in HEALTH_PATHS:
             return handler(request)
+        if (request.content_length or 0) > max_body:
+            return problem_response(
+                request,
+                413,
+                f"the body is larger than the server's limit of {max_body} bytes "
+                "(sensorhub.max_request_body_size): send less per request",
+                headers={"Connection": "close"},  # its body is not read
+            )
         queued_at = request.environ.get(QUEUED_AT_ENVIRON_KEY) or time.monotonic()
         if admission.refuses(queued_at):
             return problem_response(

@@ -6,9 +6,12 @@ url=…, **facts)``; clients discover features instead of guessing from the vers
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from .__version__ import __version__
+from .openapi import JSON, Operation
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -27,6 +30,13 @@ def add_api_capability(
     capabilities[name] = {"description": description, "url": url, **facts}
 
 
+class ApiRoot(msgspec.Struct):
+    name: str
+    version: str
+    plugins: list[str]
+    capabilities: dict[str, dict[str, Any]]  # plugin's capability -> description, url, facts
+
+
 def api_root(request: Request) -> dict[str, object]:
     return {
         "name": "sensorhub",
@@ -41,5 +51,13 @@ def includeme(config: Configurator) -> None:
     config.add_directive("add_api_capability", add_api_capability)
     config.add_route("api_root", f"{API_PREFIX}/")
     config.add_view(
-        api_root, route_name="api_root", request_method=("GET", "HEAD"), renderer="json"
+        api_root,
+        route_name="api_root",
+        request_method=("GET", "HEAD"),
+        renderer="json",
+        openapi=Operation(
+            "What this SensorHub is: version, plugins, capabilities and limits",
+            tags=("meta",),
+            responses={200: ("the service's description", {JSON: ApiRoot})},
+        ),
     )

@@ -251,6 +251,17 @@ def _request_dbsession(request: Request) -> Session:
     return dbsession
 
 
+def _retry_attempts(request: Request) -> int | None:
+    """pyramid_retry copies every body before the first attempt, so that a retry can read it
+    again. A body over the server's limit (refused with 413 by the admission tween) or of
+    unknown length (chunked: read only as far as a view's own limit) is not copied, and such a
+    request gets one attempt; any other keeps the configured number (None)."""
+    length = request.content_length
+    if length is None:
+        return 1 if request.headers.get("Transfer-Encoding") else None
+    return 1 if length > request.registry.settings["sensorhub.max_request_body_size"] else None
+
+
 def includeme(config: Configurator) -> None:
     config.declare_settings(*SETTINGS)
     settings = config.get_settings()
@@ -258,6 +269,7 @@ def includeme(config: Configurator) -> None:
     # explicit manager makes a stray access outside a request an error instead of a leak.
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
     settings["retry.attempts"] = settings["sensorhub.database.retry_attempts"]
+    settings["retry.activate_hook"] = _retry_attempts
     # pyramid_tm would ask the security policy for the user on every request just to annotate
     # the transaction: an authentication (and a failure count) for requests that never needed
     # one, such as a scrape of /metrics.

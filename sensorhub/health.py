@@ -16,10 +16,12 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import msgspec
 from sqlalchemy import text
 
 from .admission import is_draining
 from .errors import first_line, problem_response
+from .openapi import JSON, Operation
 from .settings import Setting, as_duration
 
 if TYPE_CHECKING:
@@ -42,6 +44,15 @@ def database_check(request: Request) -> None:
     engine = request.registry["dbengine"]
     with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
         connection.execute(text("SELECT 1"))
+
+
+class Alive(msgspec.Struct):
+    status: str  # "ok"
+
+
+class Ready(msgspec.Struct):
+    status: str  # "ok"
+    checks: dict[str, str]  # check name -> "ok"
 
 
 def healthz(request: Request) -> dict[str, str]:
@@ -101,5 +112,25 @@ def includeme(config: Configurator) -> None:
     config.add_health_check("database", database_check)
     config.add_route("healthz", "/healthz")
     config.add_route("readyz", "/readyz")
-    config.add_view(healthz, route_name="healthz", request_method=("GET", "HEAD"), renderer="json")
-    config.add_view(readyz, route_name="readyz", request_method=("GET", "HEAD"), renderer="json")
+    config.add_view(
+        healthz,
+        route_name="healthz",
+        request_method=("GET", "HEAD"),
+        renderer="json",
+        openapi=Operation(
+            "Liveness: the process can serve",
+            tags=("health",),
+            responses={200: ("alive", {JSON: Alive})},
+        ),
+    )
+    config.add_view(
+        readyz,
+        route_name="readyz",
+        request_method=("GET", "HEAD"),
+        renderer="json",
+        openapi=Operation(
+            "Readiness: every backing service answers; 503 while draining or when one fails",
+            tags=("health",),
+            responses={200: ("ready, with each check's result", {JSON: Ready})},
+        ),
+    )

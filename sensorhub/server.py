@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .lifecycle import close_app
-from .settings import Setting, as_duration, as_int, as_str
+from .settings import Setting, as_duration, as_int, as_size, as_str
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -85,6 +85,13 @@ SETTINGS = (
         "sensorhub-serve: most client connections one worker holds (more wait in the backlog)",
     ),
     Setting(
+        "sensorhub.max_request_body_size",
+        as_size,
+        4 * 2**20,
+        "the largest request body the server takes at all: a declared Content-Length above it "
+        "is refused with 413 before the body is read (a plugin's own limit must fit in it)",
+    ),
+    Setting(
         "sensorhub.max_requests",
         as_int(0, 10_000_000),
         0,
@@ -119,6 +126,7 @@ def serve(app: Router, global_conf: dict[str, str], **server_options: Any) -> No
         "port": settings["sensorhub.port"],
         "threads": settings["sensorhub.threads"],
         "channel_timeout": settings["sensorhub.keepalive"],
+        "max_request_body_size": settings["sensorhub.max_request_body_size"],
         "ident": "sensorhub",
     }
     if settings["sensorhub.trusted_proxy"]:

@@ -21,8 +21,9 @@ from sensorhub.api import API_PREFIX
 from sensorhub.errors import problem
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
 from sensorhub.sensor_info import sensor_info
+from sensorhub.validation import query_of
 
-from . import service
+from . import schema, service
 from .security import ENROL
 
 DEFAULT_PAGE = 100
@@ -134,8 +135,8 @@ def create_sensor(request):
 
 def own_sensor(request):
     identity = request.identity
-    asked = _query(request, "sensorId", identity.sensor_id)
-    if asked != identity.sensor_id:
+    asked = query_of(request, schema.OwnSensorQuery).sensorId
+    if asked is not None and asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
     sensor = service.sensor_profile(request.dbsession, identity.sensor_id)
     info = sensor_info(request, sensor.id)
@@ -252,6 +253,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=SENSOR,
         renderer="json",
+        openapi=schema.OWN_SENSOR,
     )
     view(
         create_sensor,
@@ -259,6 +261,7 @@ def includeme(config) -> None:
         request_method="POST",
         permission=ENROL,
         renderer="json",
+        openapi=schema.CREATE_SENSOR,
     )
     view(
         list_sensors,
@@ -266,6 +269,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=ADMIN,
         renderer="json",
+        openapi=schema.LIST_SENSORS,
     )
     view(
         get_sensor,
@@ -273,6 +277,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=ADMIN,
         renderer="json",
+        openapi=schema.GET_SENSOR,
     )
     view(
         patch_sensor,
@@ -280,6 +285,7 @@ def includeme(config) -> None:
         request_method="PATCH",
         permission=ADMIN,
         renderer="json",
+        openapi=schema.PATCH_SENSOR,
     )
     view(
         list_tokens,
@@ -287,6 +293,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=ADMIN,
         renderer="json",
+        openapi=schema.LIST_TOKENS,
     )
     view(
         issue_token,
@@ -294,6 +301,7 @@ def includeme(config) -> None:
         request_method="POST",
         permission=ADMIN,
         renderer="json",
+        openapi=schema.ISSUE_TOKEN,
     )
     view(
         revoke_token,
@@ -301,4 +309,5 @@ def includeme(config) -> None:
         request_method="DELETE",
         permission=ADMIN,
         renderer="json",
+        openapi=schema.REVOKE_TOKEN,
     )

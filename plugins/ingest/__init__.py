@@ -56,6 +56,8 @@ from sensorhub.settings import (
     env_name_for,
 )
 
+from . import schema
+from .body import GZIP_OVERHEAD
 from .parsing import JSON, NDJSON, SENML, Limits, parse_body
 from .store import EventStore, RequestTransactionStore
 from .views import IngestConfig, get_own_events, get_sensor_events, post_events, sensor_counters
@@ -144,6 +146,15 @@ def includeme(config) -> None:
             f"{env_name_for('sensorhub.ingest.retention')}): must be more than "
             "0 (events older than it are refused on input and pruned)"
         )
+    server_limit = settings["sensorhub.max_request_body_size"]
+    if settings["sensorhub.ingest.max_body_size"] + GZIP_OVERHEAD > server_limit:
+        raise SettingError(
+            "invalid setting sensorhub.ingest.max_body_size (env "
+            f"{env_name_for('sensorhub.ingest.max_body_size')}): "
+            f"{settings['sensorhub.ingest.max_body_size']} bytes (plus {GZIP_OVERHEAD} of gzip "
+            f"overhead) do not fit in the server's sensorhub.max_request_body_size of "
+            f"{server_limit}: raise that too, or lower this"
+        )
     limits = Limits(
         max_body_bytes=settings["sensorhub.ingest.max_body_size"],
         max_events=settings["sensorhub.ingest.max_events"],
@@ -178,6 +189,7 @@ def includeme(config) -> None:
         request_method="POST",
         permission=SENSOR,
         renderer="json",
+        openapi=schema.post_events_operation(limits.max_events),
     )
     config.add_view(
         get_own_events,
@@ -185,6 +197,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=SENSOR,
         renderer="json",
+        openapi=schema.READ_EVENTS,
     )
     config.add_view(
         get_sensor_events,
@@ -192,6 +205,7 @@ def includeme(config) -> None:
         request_method=("GET", "HEAD"),
         permission=ADMIN,
         renderer="json",
+        openapi=schema.READ_SENSOR_EVENTS,
     )
     config.add_sensor_info(sensor_counters)
     config.add_api_capability(

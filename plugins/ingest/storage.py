@@ -34,6 +34,9 @@ class WriteJob:
     rows: list[dict]
     rejected: int = 0
     accepted_flags: list[bool] = field(default_factory=list)  # per row, filled by write_jobs
+    # Positions of rows not stored because their eventId is stored (or earlier in the same
+    # write) with a different payload: the sender learns its resend is not what it first sent.
+    conflicts: set[int] = field(default_factory=set)
 
     @property
     def accepted(self) -> int:
@@ -270,9 +273,67 @@ def write_jobs(connection, jobs: list[WriteJob]) -> None:
                     and (job.sensor_id, row["event_id"]) not in inserted
                 ):
                     job.accepted_flags[position] = False
+    if len(inserted) != sum(len(job.rows) for job in jobs) - len(unkeyed):
+        _find_conflicts(connection, jobs, keyed)
     counters = _counter_rows(jobs)
     if counters:
         upsert_counters(connection, counters)
+
+
+PAYLOAD_COLUMNS = ("type", "value", "unit", "ts", "data")
+
+
+def _find_conflicts(connection, jobs: list[WriteJob], keyed: list[dict]) -> None:
+    """Mark each duplicate whose payload differs from the one stored (or written first in this
+    write). Only runs when there are duplicates: one read of their stored rows."""
+    first_written = {(row["sensor_id"], row["event_id"]): row for row in keyed}
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for job in jobs:
+        for position, row in enumerate(job.rows):
+            if not job.accepted_flags[position] and row["event_id"] is not None:
+                wanted[job.sensor_id].add(row["event_id"])
+    stored: dict[tuple[str, str], tuple] = {}
+    columns = events_table.c
+    for sensor_id, event_ids in wanted.items():
+        ordered = sorted(event_ids)
+        for start in range(0, len(ordered), 500):  # bound the IN list
+            result = connection.execute(
+                select(columns.event_id, *(columns[name] for name in PAYLOAD_COLUMNS)).where(
+                    columns.sensor_id == sensor_id,
+                    columns.event_id.in_(ordered[start : start + 500]),
+                )
+            )
+            for event_id, *payload in result:
+                stored[(sensor_id, event_id)] = tuple(payload)
+    for job in jobs:
+        for position, row in enumerate(job.rows):
+            key = (job.sensor_id, row["event_id"])
+            if job.accepted_flags[position] or row["event_id"] is None:
+                continue
+            reference = stored.get(key)
+            if reference is None:  # written earlier in this same write, not stored before
+                first = first_written.get(key)
+                reference = tuple(first[name] for name in PAYLOAD_COLUMNS) if first else None
+            if reference is not None and not _same_payload(reference, row):
+                job.conflicts.add(position)
+
+
+def _same_payload(stored: tuple, row: dict) -> bool:
+    type_, value, unit, ts, data = stored
+    if (type_, value, unit) != (row["type"], row["value"], row["unit"]):
+        return False
+    # An event sent without ts gets its arrival time (to the microsecond, which no sensor's
+    # ts matches): a resend of it arrives later, and is still the same event.
+    if row["ts"] != row["received_at"] and ts != row["ts"]:
+        return False
+    if data == row["data"]:
+        return True
+    # The same object may be written with its keys in another order.
+    return (
+        data is not None
+        and row["data"] is not None
+        and orjson.loads(data) == orjson.loads(row["data"])
+    )
 
 
 def _as_columns(rows: list[dict]) -> dict[str, list]:

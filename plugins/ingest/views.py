@@ -15,17 +15,18 @@ from sensorhub.errors import DATABASE_RETRY_AFTER_SECONDS, problem, problem_resp
 from sensorhub.events import EventsIngested, notify_after_commit
 from sensorhub.identity import sensor_id_of
 from sensorhub.models import Sensor
+from sensorhub.validation import query_of
 
 from .body import media_type, read_body
 from .parsing import (
     NDJSON,
-    TYPE_PATTERN,
     BodyError,
     Limits,
     format_timestamp,
     parse_body,
     parse_timestamp,
 )
+from .schema import EventsQuery
 from .storage import (
     EventQuery,
     WriteJob,
@@ -38,10 +39,7 @@ from .store import EventStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 EXPORT_PAGE = 1000
-QUERY_PARAMS = frozenset({"type", "since", "until", "limit", "order", "cursor"})
 
 
 @dataclass(frozen=True)
@@ -112,18 +110,31 @@ def post_events(request):
     request.response.status = 201
     return {
         "accepted": job.accepted,
-        "duplicates": job.duplicates,
+        "duplicates": job.duplicates,  # conflicts included: neither was stored
+        "conflicts": len(job.conflicts),
         "rejected": len(rejections),
-        "results": _results(parsed.items, job.accepted_flags),
+        "results": _results(parsed.items, job),
     }
 
 
-def _results(items: list, accepted_flags: list[bool]) -> list[dict]:
-    flags = iter(accepted_flags)
+CONFLICT_MESSAGE = (
+    "this eventId is already stored with a different payload; the stored event is kept: "
+    "give a new reading a new eventId"
+)
+
+
+def _results(items: list, job: WriteJob) -> list[dict]:
+    rows = iter(range(len(job.rows)))
     results = []
     for item in items:
         if type(item) is dict:
-            entry = {"status": "accepted" if next(flags) else "duplicate"}
+            position = next(rows)
+            if job.accepted_flags[position]:
+                entry = {"status": "accepted"}
+            elif position in job.conflicts:
+                entry = {"status": "conflict", "message": CONFLICT_MESSAGE}
+            else:
+                entry = {"status": "duplicate"}
             if item["event_id"] is not None:
                 entry["eventId"] = item["event_id"]
         else:
@@ -195,60 +206,42 @@ def _export(engine, query: EventQuery, limit: int | None):
 
 
 def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
-    params = request.GET
+    params = query_of(request, EventsQuery)  # the documented shape: types, ranges, names
+    # What the shape cannot say: a bound must be a real moment, a cursor one we issued.
     errors = []
-    unknown = sorted(set(params) - QUERY_PARAMS)
-    for name in unknown:
-        errors.append(
-            {
-                "path": name,
-                "message": "unknown parameter; use type, since, until, limit, order or cursor",
-            }
-        )
-    types = tuple(params.getall("type"))
-    for kind in types:
-        if TYPE_PATTERN.fullmatch(kind) is None:
-            errors.append({"path": "type", "message": f"{kind!r} is not an event type"})
-    limit = DEFAULT_PAGE
-    if "limit" in params:
-        raw = params["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            errors.append({"path": "limit", "message": f"must be an integer from 1 to {MAX_PAGE}"})
-        else:
-            limit = int(raw)
-    order = params.get("order", "newest")
-    if order not in ("newest", "oldest"):
-        errors.append({"path": "order", "message": "must be newest or oldest"})
     bounds = {}
     for name in ("since", "until"):
-        raw = params.get(name)
+        raw = getattr(params, name)
         if raw is None:
             continue
-        value = parse_timestamp(int(raw) if raw.isdigit() and len(raw) < 19 else raw)
-        if value is None:
+        bounds[name] = parse_timestamp(int(raw) if raw.lstrip("-").isdigit() else raw)
+        if bounds[name] is None:
             errors.append(
                 {
                     "path": name,
-                    "message": "must be RFC 3339 with an offset or integer epoch milliseconds",
+                    "reason": "invalid_field",
+                    "message": "not a moment: RFC 3339 with an offset or integer epoch "
+                    "milliseconds within ±285,000 years",
                 }
             )
-        bounds[name] = value
-    newest_first = order != "oldest"
+    newest_first = params.order == "newest"
     after = None
-    if "cursor" in params and order in ("newest", "oldest"):
+    if params.cursor is not None:
         try:
-            after = decode_cursor(params["cursor"], newest_first)
+            after = decode_cursor(params.cursor, newest_first)
         except ValueError as error:
-            errors.append({"path": "cursor", "message": str(error)})
+            errors.append({"path": "cursor", "reason": "invalid_field", "message": str(error)})
     if errors:
         raise problem(
-            400,
-            "invalid query: " + "; ".join(f"{e['path']} {e['message']}" for e in errors),
+            422,
+            "invalid query: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
             errors=errors,
         )
-    return EventQuery(
+    types = tuple(params.type or ())
+    query = EventQuery(
         sensor_id, types, bounds.get("since"), bounds.get("until"), newest_first, after
-    ), limit
+    )
+    return query, params.limit
 
 
 # --- GET /api/v1/sensor contribution

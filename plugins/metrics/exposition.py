@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pyramid.response import Response
 
 from sensorhub.errors import problem_response
+from sensorhub.openapi import Operation
 
 from .metrics import metrics_of
 
@@ -106,14 +107,23 @@ def includeme(config, multiproc_dir: str) -> None:
             log.info("metrics_server_started", host=host, port=port)
         return
     config.add_route(ROUTE_NAME, settings["sensorhub.metrics.path"])
+    protected = bool(settings["sensorhub.metrics.token"])
     config.add_view(
         metrics_view_factory(source, settings["sensorhub.metrics.token"]),
         route_name=ROUTE_NAME,
         request_method=("GET", "HEAD"),
+        openapi=Operation(
+            "Prometheus metrics, for a scraper",
+            description="Protected by sensorhub.metrics.token (a bearer token of its own) "
+            "when it is set.",
+            tags=("metrics",),
+            responses={200: ("the text exposition format", {"text/plain": str})},
+            errors=(401,) if protected else (),
+        ),
     )
     config.add_api_capability(
         "metrics",
         description="Prometheus metrics (RED, USE, domain)",
         url=settings["sensorhub.metrics.path"],
-        protected=bool(settings["sensorhub.metrics.token"]),
+        protected=protected,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import webtest
+from webob import Request
 
 from sensorhub.admission import QUEUED_AT_ENVIRON_KEY, admission_of, begin_drain
 
@@ -50,3 +51,33 @@ def test_past_the_in_flight_limit_a_request_is_shed_once_its_queueing_budget_is_
         admission.leave()
     assert client.get("/api/v1/").status_int == 200
     assert (admission.in_flight, admission.shed) == (0, 2)
+
+
+class UnreadableBody:
+    """A wsgi.input that fails the test if anything reads it."""
+
+    def read(self, *args):
+        raise AssertionError("the body was read")
+
+    readline = readlines = read
+
+
+def test_a_body_declared_over_the_server_limit_is_refused_with_413_before_it_is_read(
+    app_factory,
+):
+    app = app_factory(settings={"sensorhub.max_request_body_size": "1KiB"})
+    request = Request.blank("/api/v1/", method="POST")
+    request.environ.update({"wsgi.input": UnreadableBody(), "CONTENT_LENGTH": str(1024 + 1)})
+    refused = request.get_response(app)
+    assert refused.status_int == 413
+    assert "sensorhub.max_request_body_size" in refused.json["detail"]
+    assert refused.headers["Connection"] == "close"
+
+
+def test_a_body_within_the_limit_is_kept_in_memory_for_a_retry_not_in_a_temporary_file(app):
+    request_class = app.request_factory
+    body = b"x" * 200_000  # well above webob's own 10 KiB default for a temporary file
+    request = request_class.blank("/", method="POST", body=body)
+    request.make_body_seekable()  # what pyramid_retry does before the first attempt
+    assert request.body_file_raw.read() == body
+    assert type(request.body_file_raw).__name__ == "BytesIO"

@@ -1,5 +1,5 @@
 """The app's requests come from one class that already carries every ``add_request_method``
-extension (``sensorhub._bake_request_extensions``), instead of a new class per request."""
+extension (``sensorhub._bake_request_class``), instead of a new class per request."""
 
 from pyramid.events import NewRequest
 from pyramid.request import Request, apply_request_extensions

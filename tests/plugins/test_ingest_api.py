@@ -81,6 +81,7 @@ def test_a_sensor_posts_one_event_and_gets_201_with_its_result(testapp, sensor, 
     assert answer == {
         "accepted": 1,
         "duplicates": 0,
+        "conflicts": 0,
         "rejected": 0,
         "results": [{"status": "accepted", "eventId": "t-1"}],
     }
@@ -143,7 +144,7 @@ def test_a_repeated_event_id_within_one_batch_is_stored_once(testapp, sensor, db
         headers,
         [{"type": "t", "eventId": "x", "value": 1}, {"type": "t", "eventId": "x", "value": 2}],
     ).json
-    assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
+    assert [r["status"] for r in answer["results"]] == ["accepted", "conflict"]
     [row] = rows_of(dbsession, sensor_id)
     assert row.value == 1  # the first one wins
 
@@ -442,12 +443,31 @@ def test_events_that_share_a_timestamp_are_each_returned_once(testapp, sensor):
         ({"sinse": "1"}, "sinse"),
         ({"type": "a b"}, "type"),
         ({"until": "999999999999999999"}, "until"),
-        ({"cursor": "WyJuIiwxODQ0Njc0NDA3MzcwOTU1MTYxNSwxXQ"}, "cursor"),  # ["n", 2**64 - 1, 1]
+        ({"limit": "\u0663"}, "limit"),  # a digit, but not an ASCII one
+        ({"limit": "\u00b2"}, "limit"),  # superscript two: Python's isdigit() says yes
     ],
 )
-def test_bad_read_parameters_are_a_400_naming_the_parameter(testapp, sensor, query, path):
+def test_read_parameters_outside_their_documented_shape_are_a_400_naming_them(
+    testapp, sensor, query, path
+):
     _, headers = sensor
     problem = testapp.get("/api/v1/events", query, headers=headers, status=400).json
+    assert [e["path"] for e in problem["errors"]] == [path]
+
+
+@pytest.mark.parametrize(
+    "query, path",
+    [
+        ({"since": "2026-13-01T00:00:00Z"}, "since"),  # the right shape, no such month
+        ({"cursor": "WyJuIiwxODQ0Njc0NDA3MzcwOTU1MTYxNSwxXQ"}, "cursor"),  # ["n", 2**64 - 1, 1]
+        ({"cursor": "bm90IG91cnM"}, "cursor"),  # base64 of "not ours"
+    ],
+)
+def test_read_parameters_of_the_right_shape_but_impossible_are_a_422_naming_them(
+    testapp, sensor, query, path
+):
+    _, headers = sensor
+    problem = testapp.get("/api/v1/events", query, headers=headers, status=422).json
     assert [e["path"] for e in problem["errors"]] == [path]
 
 
@@ -456,7 +476,7 @@ def test_a_cursor_only_continues_the_order_it_came_from(testapp, sensor):
     post_series(testapp, headers, 3)
     cursor = testapp.get("/api/v1/events", {"limit": 1}, headers=headers).json["nextCursor"]
     testapp.get(
-        "/api/v1/events", {"cursor": cursor, "order": "oldest"}, headers=headers, status=400
+        "/api/v1/events", {"cursor": cursor, "order": "oldest"}, headers=headers, status=422
     )
 
 
@@ -536,7 +556,7 @@ def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(
     testapp, dbsession, batches
 ):
     sensor_id, headers = new_sensor(testapp)
-    stored_ids, expected = set(), {"eventCount": 0, "duplicateCount": 0, "rejectedCount": 0}
+    stored, expected = {}, {"eventCount": 0, "duplicateCount": 0, "rejectedCount": 0}
     for batch in batches:
         invalid = [i for i, e in enumerate(batch) if isinstance(e.get("value"), str)]
         if invalid:
@@ -547,11 +567,16 @@ def test_generated_batches_store_each_event_id_once_and_keep_counters_exact(
         results = post_events(testapp, headers, batch).json["results"]
         for event, result in zip(batch, results, strict=True):
             event_id = event.get("eventId")
-            fresh = event_id is None or event_id not in stored_ids
-            assert result["status"] == ("accepted" if fresh else "duplicate")
+            payload = (event["type"], event.get("value"))
+            fresh = event_id is None or event_id not in stored
+            if fresh:
+                assert result["status"] == "accepted"
+            else:
+                same = stored[event_id] == payload
+                assert result["status"] == ("duplicate" if same else "conflict")
             expected["eventCount" if fresh else "duplicateCount"] += 1
-            if event_id is not None:
-                stored_ids.add(event_id)
+            if fresh and event_id is not None:
+                stored[event_id] = payload
     assert counters(testapp, headers) == expected
     stored = dbsession.execute(
         select(func.count()).select_from(events_table).where(events_table.c.sensor_id == sensor_id)
@@ -587,3 +612,37 @@ def test_awkward_strings_come_back_exactly_as_sent(testapp):
     ]
     again = post_events(testapp, headers, batch).json["results"]
     assert [r["status"] for r in again] == ["duplicate"] * len(awkward)
+
+
+def test_resending_an_event_id_with_another_payload_is_reported_as_a_conflict_and_not_stored(
+    testapp, sensor, dbsession
+):
+    sensor_id, headers = sensor
+    post_events(testapp, headers, {"type": "t", "value": 1, "eventId": "e-1", "data": {"a": 1}})
+    answer = post_events(
+        testapp,
+        headers,
+        [
+            {"type": "t", "value": 2, "eventId": "e-1"},  # not what e-1 was
+            {"type": "t", "value": 1, "eventId": "e-1", "data": {"a": 1}},  # a faithful resend
+            {"type": "t", "value": 3, "eventId": "e-2"},
+            {"type": "t", "value": 4, "eventId": "e-2"},  # e-2 again, differently, same batch
+        ],
+    ).json
+    assert [r["status"] for r in answer["results"]] == [
+        "conflict",
+        "duplicate",
+        "accepted",
+        "conflict",
+    ]
+    assert "different payload" in answer["results"][0]["message"]
+    assert (answer["accepted"], answer["duplicates"], answer["conflicts"]) == (1, 3, 2)
+    assert sorted(row.value for row in rows_of(dbsession, sensor_id)) == [1.0, 3.0]
+
+
+def test_an_event_sent_without_ts_and_resent_later_is_a_duplicate_not_a_conflict(testapp, sensor):
+    _, headers = sensor
+    post_events(testapp, headers, {"type": "t", "value": 1, "eventId": "no-ts"})
+    time.sleep(0.002)  # arrives later: another received_at, hence another default ts
+    again = post_events(testapp, headers, {"type": "t", "value": 1, "eventId": "no-ts"}).json
+    assert again["results"] == [{"status": "duplicate", "eventId": "no-ts"}]

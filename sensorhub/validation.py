@@ -1,0 +1,141 @@
+"""Requests read through their shapes: the msgspec Structs the OpenAPI document publishes.
+
+A view asks for its query or JSON body *as* its shape (``query_of(request, EventsQuery)``); the
+field types and their ``msgspec.Meta`` constraints are the whole definition, so what is
+documented is what is enforced. Every bad field is reported (msgspec alone stops at the first):
+unknown and missing fields, and each present field converted on its own, with its path, a reason
+code (``unknown_field``, ``missing_field``, ``invalid_field``) and msgspec's own words for what
+is expected. Query values are strings, converted leniently (``"42"`` is an integer); JSON values
+are taken as they are (``"42"`` is not).
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+import orjson
+
+from .errors import problem
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+@functools.cache
+def _fields(shape: type[msgspec.Struct]) -> tuple[tuple[str, str, Any, bool, bool], ...]:
+    """(attribute, wire name, annotated type, required, is a list) per field of ``shape``."""
+    hints = typing.get_type_hints(shape, include_extras=True)
+    info = msgspec.inspect.type_info(shape)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(
+        (
+            field.name,
+            field.encode_name,
+            hints[field.name],
+            field.required,
+            _is_list(field.type),
+        )
+        for field in info.fields
+    )
+
+
+def _is_list(info: msgspec.inspect.Type) -> bool:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_is_list(one) for one in info.types)
+    return isinstance(info, msgspec.inspect.ListType)
+
+
+def check_fields(
+    raw: Mapping[str, Any], shape: type[S], *, strict: bool, at: str = ""
+) -> tuple[S | None, list[dict[str, str]]]:
+    """``raw`` (a JSON object or query parameters) as ``shape``, or every problem found."""
+    fields = _fields(shape)
+    errors: list[dict[str, str]] = []
+    known = {wire for _, wire, *_ in fields}
+    for name in raw:
+        if name not in known:
+            expected = ", ".join(sorted(known)) or "none"
+            errors.append(
+                _error(at, name, "unknown_field", f"unknown field; expected one of: {expected}")
+            )
+    values = {}
+    for attribute, wire, annotated, required, _ in fields:
+        if wire not in raw:
+            if required:
+                errors.append(_error(at, wire, "missing_field", "required"))
+            continue
+        try:
+            values[attribute] = msgspec.convert(raw[wire], annotated, strict=strict)
+        except msgspec.ValidationError as error:
+            errors.append(_error(at, wire, "invalid_field", _expected(error)))
+    if errors:
+        return None, errors
+    return shape(**values), errors
+
+
+def query_of(request: Request, shape: type[S]) -> S:
+    """The query string as ``shape``, or a 400 listing every bad parameter."""
+    try:
+        params = request.GET
+        raw: dict[str, Any] = {}
+        list_fields = {wire for _, wire, _, _, is_list in _fields(shape) if is_list}
+        errors = []
+        for name in params:
+            if name in raw:
+                continue
+            values = params.getall(name)
+            if name in list_fields:
+                raw[name] = values
+            elif len(values) > 1:
+                errors.append(_error("", name, "invalid_field", "give it once"))
+            else:
+                raw[name] = values[0]
+    except UnicodeDecodeError:
+        raise problem(
+            400, "the query string is not valid UTF-8: percent-encode UTF-8 bytes"
+        ) from None
+    value, field_errors = check_fields(raw, shape, strict=False)
+    errors.extend(field_errors)
+    if errors or value is None:
+        raise problem(400, "invalid query: " + _summary(errors), errors=errors)
+    return value
+
+
+def body_of(request: Request, shape: type[S], *, allow_empty: bool = False) -> S:
+    """The JSON object body as ``shape``, or a 400 (not JSON) / 422 (every bad field)."""
+    if not request.body and allow_empty:
+        raw: Any = {}
+    else:
+        try:
+            raw = orjson.loads(request.body)
+        except orjson.JSONDecodeError as error:
+            raise problem(400, f"the body is not valid JSON: {error.msg}") from None
+    if not isinstance(raw, dict):
+        raise problem(
+            422,
+            "the body must be a JSON object",
+            errors=[_error("", "$", "invalid_field", "a JSON object")],
+        )
+    value, errors = check_fields(raw, shape, strict=True)
+    if value is None:
+        raise problem(422, _summary(errors), errors=errors)
+    return value
+
+
+def _error(at: str, name: str, reason: str, message: str) -> dict[str, str]:
+    return {"path": f"{at}.{name}" if at else name, "reason": reason, "message": message}
+
+
+def _expected(error: msgspec.ValidationError) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$[0]`": the path is ours to give.
+    return str(error).split(" - at `", 1)[0]
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    return "; ".join(f"{error['path']}: {error['message']}" for error in errors)
