@@ -123,6 +123,10 @@ def includeme(config) -> None:
         ),
     )
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
+    changes = policy.credential_changes
+    changes.watch(config.registry["dbsession_factory"])
+    changes.watch(config.registry["dbsession_factory.reader"])
+    config.add_closer(changes.close)
     config.set_security_policy(policy)
     config.include(".views")
     config.include(".models")  # its table's migrations

@@ -19,10 +19,10 @@ A successful lookup is reused for up to ``sensorhub.auth.token_cache_ttl`` (neve
 token's expiry or its next due touch), so a busy sensor's requests mostly authenticate without
 the database: on the ingest path that is the request's only query, and under load its cost
 (a session, a transaction, three driver calls that each give up the GIL) was the larger part of
-the request. Revoking a token or changing a sensor through this process's ORM (API or admin
+the request. Revoking a token or changing a sensor through the app's sessions (API or admin
 command) invalidates every remembered lookup at its flush and again at its commit; a lookup
 remembers the change count from before its read, so one that raced a commit is never reused.
-Another process's change (``sensorhub-admin`` elsewhere, another server) takes effect here
+Another app's or process's change (``sensorhub-admin`` elsewhere, another server) applies here
 within the TTL; 0 looks every request up.
 
 Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
@@ -47,7 +47,7 @@ import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
 from sqlalchemy import bindparam, event, or_, select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy import mark_changed
 
 from sensorhub.db import begin_writing
@@ -128,6 +128,7 @@ class BearerTokenSecurityPolicy:
         # token digest -> clock time until which its last_used_at is known to be fresh
         self._touched_until: dict[bytes, float] = {}
         self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
+        self.credential_changes = CredentialChanges()  # includeme watches the app's sessions
 
     @property
     def admin_enabled(self) -> bool:
@@ -267,13 +268,13 @@ class BearerTokenSecurityPolicy:
         lookup = self._lookups.get(digest)
         if (
             lookup is not None
-            and lookup.changes == _credential_changes.seen
+            and lookup.changes == self.credential_changes.seen
             and lookup.until > self.clock()
         ):
             return self._authenticated(request, lookup.identity)
         if not may_query:
             return Outcome(reason="blocked")  # a blocked address gets no database lookup
-        changes = _credential_changes.seen  # before the read: see the module's docstring
+        changes = self.credential_changes.seen  # before the read: see the module's docstring
         dbsession = request.dbsession
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
@@ -372,41 +373,50 @@ _TOUCH_SENSOR = (
 )
 
 
-class _CredentialChanges:
-    """How many changes to sensors or tokens this process has flushed or committed.
+class CredentialChanges:
+    """How many changes to sensors or tokens the app's sessions have flushed or committed.
 
     A remembered lookup is reused only while the count is what it was before its read: a change
-    flushed by any session here invalidates it (so the changing transaction's own next requests,
-    and tests sharing one session, see it at once) and so does its commit (so a lookup that read
-    the old row while the change was committing is not reused either)."""
+    flushed by one of the app's sessions invalidates it (so the changing transaction's own next
+    requests, and tests sharing one session, see it at once) and so does its commit (so a lookup
+    that read the old row while the change was committing is not reused either). The app's
+    code changes credentials through ORM objects only; its touches are Core statements on the
+    connection, which must not (and do not) count.
+    """
 
     def __init__(self) -> None:
         self._counter = itertools.count(1)
         self.seen = 0
+        self._watched: list[sessionmaker] = []
 
     def bump(self) -> None:
         self.seen = next(self._counter)  # atomic under the GIL, unlike ``+= 1``
 
+    def watch(self, factory: sessionmaker) -> None:
+        """Count the changes of every session ``factory`` makes, until :meth:`close`."""
+        event.listen(factory, "after_flush", self._on_flush)
+        event.listen(factory, "after_commit", self._on_commit)
+        self._watched.append(factory)
 
-_credential_changes = _CredentialChanges()
+    def close(self) -> None:
+        while self._watched:
+            factory = self._watched.pop()
+            event.remove(factory, "after_flush", self._on_flush)
+            event.remove(factory, "after_commit", self._on_commit)
+
+    def _on_flush(self, session: Session, _flush_context) -> None:
+        # In after_flush, dirty and deleted still hold what this flush wrote.
+        if any(isinstance(row, _CREDENTIALS) for row in (*session.dirty, *session.deleted)):
+            self.bump()
+            session.info[_CHANGED_IN_SESSION] = True
+
+    def _on_commit(self, session: Session) -> None:
+        if session.info.pop(_CHANGED_IN_SESSION, False):
+            self.bump()
+
+
+_CREDENTIALS = (Sensor, SensorToken)
 _CHANGED_IN_SESSION = "sensorhub.auth.credentials_changed"
-
-
-@event.listens_for(SensorToken, "after_update")
-@event.listens_for(SensorToken, "after_delete")
-@event.listens_for(Sensor, "after_update")
-@event.listens_for(Sensor, "after_delete")
-def _on_credential_flush(_mapper, _connection, target) -> None:
-    _credential_changes.bump()
-    session = object_session(target)
-    if session is not None:
-        session.info[_CHANGED_IN_SESSION] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _on_commit(session) -> None:
-    if session.info.pop(_CHANGED_IN_SESSION, False):
-        _credential_changes.bump()
 
 
 def _matches(expected: bytes | None, digest: bytes) -> bool:

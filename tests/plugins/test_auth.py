@@ -8,12 +8,13 @@ import pytest
 import structlog
 import webtest
 from sqlalchemy import create_engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
 
 from plugins.auth import security
 from plugins.auth.models import SensorToken
 from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
+from sensorhub.lifecycle import close_app
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError
 from tests.conftest import empty_all_tables
@@ -404,20 +405,51 @@ def test_credential_changes_are_counted_at_flush_and_again_at_commit():
     # Its own throwaway database: the commit must be real for after_commit to fire.
     engine = create_engine("sqlite://")
     Sensor.__table__.create(engine)
-    with Session(engine) as session:
+    factory = sessionmaker(bind=engine)
+    changes = security.CredentialChanges()
+    changes.watch(factory)
+    with factory() as session:
         sensor = Sensor(name="s", meta={}, disabled=False)
         session.add(sensor)
-        before_insert = security._credential_changes.seen
         session.commit()
-        assert security._credential_changes.seen == before_insert  # a new sensor: nothing known
+        assert changes.seen == 0  # a new sensor: nothing known
 
         sensor.disabled = True
         session.flush()
-        at_flush = security._credential_changes.seen
-        assert at_flush != before_insert
+        at_flush = changes.seen
+        assert at_flush != 0
         session.commit()
-        assert security._credential_changes.seen != at_flush
+        assert changes.seen != at_flush
+
+        changes.close()
+        sensor.disabled = False
+        session.commit()
+        assert changes.seen == at_flush + 1  # closed: no longer counting
     engine.dispose()
+
+
+def test_two_apps_count_their_own_credential_changes(app_factory):
+    first, second = app_factory(["auth"], AUTH_SETTINGS), app_factory(["auth"], AUTH_SETTINGS)
+    first_changes = first.registry["sensorhub.auth.policy"].credential_changes
+    second_changes = second.registry["sensorhub.auth.policy"].credential_changes
+    session = first.registry["dbsession_factory"]()
+    try:
+        sensor = Sensor(name="s", meta={}, disabled=False)
+        session.add(sensor)
+        session.flush()
+        sensor.disabled = True
+        session.flush()
+        assert first_changes.seen != 0
+        assert second_changes.seen == 0
+
+        close_app(first.registry)
+        counted = first_changes.seen
+        sensor.disabled = False
+        session.flush()
+        assert first_changes.seen == counted  # a closed app's listeners are gone
+    finally:
+        session.rollback()
+        session.close()
 
 
 # --- identity for the rest of the app

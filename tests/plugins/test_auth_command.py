@@ -18,7 +18,9 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def app_settings():
-    return AUTH_SETTINGS
+    # A command is another app (in production, another process): its changes reach the server
+    # within the lookup TTL. With none, the server sees each change at its next request.
+    return {**AUTH_SETTINGS, "sensorhub.auth.token_cache_ttl": "0"}
 
 
 @pytest.fixture(autouse=True)
