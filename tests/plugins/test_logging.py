@@ -136,10 +136,9 @@ def restore_logging():
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
+            for name in getattr(handler, "levelled", ()):
+                logging.getLogger(name).setLevel(logging.NOTSET)
     root.setLevel(level)
-    for name in pipeline._levelled_loggers:
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    pipeline._levelled_loggers.clear()
     logging.captureWarnings(False)
     structlog.reset_defaults()
 
