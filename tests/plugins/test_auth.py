@@ -223,11 +223,24 @@ def test_patch_explains_what_is_wrong(testapp, body, path):
         ({"name": "x", "metadata": {"blob": "x" * 9000}}, "metadata"),
         ({"name": "x", "expiresAt": "tomorrow"}, "expiresAt"),
         ({"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+        ({"name": "x", "expiresAt": "2030-01-01T00:00:00"}, "expiresAt"),  # no offset
+        ({"name": "x", "expiresAt": "20300101T000000Z"}, "expiresAt"),  # not RFC 3339
+        ({"name": "x", "expiresAt": True}, "expiresAt"),
+        ({"name": "x", "expiresAt": 1.9e12}, "expiresAt"),
+        ({"name": "x", "expiresAt": 2**53}, "expiresAt"),  # beyond the year 9999
     ],
 )
 def test_creating_a_sensor_explains_what_is_wrong(testapp, body, path):
     problem = testapp.post_json("/api/v1/sensors", body, headers=ADMIN, status=422).json
     assert problem["errors"][0]["path"] == path
+
+
+@pytest.mark.parametrize("expires_at", ["2030-01-01T02:00:00+02:00", 1893456000000])
+def test_a_token_expiry_is_a_timestamp_as_events_take_it(testapp, expires_at):
+    created = testapp.post_json(
+        "/api/v1/sensors", {"name": "x", "expiresAt": expires_at}, headers=ADMIN, status=201
+    ).json
+    assert created["expiresAt"] == "2030-01-01T00:00:00+00:00"
 
 
 def test_creating_a_sensor_needs_a_json_object(testapp):
