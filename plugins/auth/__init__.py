@@ -23,6 +23,7 @@ import structlog
 from sensorhub.api import API_PREFIX
 from sensorhub.settings import Setting, as_duration, as_int
 
+from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
 from .security import BearerTokenSecurityPolicy
 
@@ -136,7 +137,7 @@ def includeme(config) -> None:
         "self-description. The admin API is refused while no admin token is set.",
         url=f"{API_PREFIX}/sensor",
         scheme="Bearer",
-        tokenPrefix="shs_",
+        tokenPrefix=tokens.PREFIX,
         adminApi="enabled" if policy.admin_enabled else "disabled",
         selfEnrolment=policy.provisioning_enabled,
     )
