@@ -11,7 +11,7 @@ Admin and provisioning secrets are kept as SHA-256 digests and compared in const
 raw values are never stored on the policy or logged. A sensor token costs one indexed lookup by
 its hash (token joined to its sensor), and no write except ``last_used_at`` / ``last_seen_at``,
 refreshed at most once per ``sensorhub.auth.touch_interval`` per token. The policy remembers
-(per process, by token hash) until when each token's ``last_used_at`` is fresh, so only a request
+(by token hash) until when each token's ``last_used_at`` is fresh, so only a request
 that may refresh it asks for a writer transaction (``sensorhub.db.begin_writing``): on SQLite
 every other authentication is a read that neither takes nor waits for the write lock.
 
@@ -62,7 +62,7 @@ from .models import SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
-MAX_REMEMBERED_TOKENS = 100_000  # per process, for touches and for cached lookups
+MAX_REMEMBERED_TOKENS = 100_000  # per app, for touches and for cached lookups
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure

@@ -6,11 +6,11 @@ insert (a plain dict, never an ORM object) or a :class:`Rejection` naming the fi
 bounded reason code and a message that says how to fix it. Problems with the body as a whole
 (malformed JSON, wrong shape, too many events) raise :class:`BodyError` with an HTTP status.
 
-Decoding is orjson (several times faster than the stdlib on event batches; it refuses NaN and
-Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid UTF-8 and
-nesting deeper than 1024 levels, all as a decode error we answer with 400). Validation is a
-hand-written pass per item: measured, it costs about as much as the decoding, and it reports
-*every* bad field of *every* item, which schema libraries that stop at the first error don't.
+Decoding is orjson, the fastest decoder ``make bench`` compares (docs/benchmarks.md); it refuses
+NaN and Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid
+UTF-8 and nesting deeper than 1024 levels, all as a decode error we answer with 400. Validation
+is a hand-written pass per item that reports *every* bad field of *every* item, which schema
+libraries that stop at the first error don't.
 
 Timestamps are integer epoch microseconds (UTC) from here to the database: exact, cheap to
 compare and index, the same on SQLite and PostgreSQL. The API renders them as RFC 3339.
