@@ -1,35 +1,22 @@
 """The bearer-token security policy (Pyramid 2 ``ISecurityPolicy``).
 
-``Authorization: Bearer <credential>`` is the only way in. The credential is, in this order:
+``Authorization: Bearer <credential>`` is the only way in: the admin token, the provisioning key
+(which may only enrol sensors) or a sensor token (``shs_…``), tried in that order. Admin and
+provisioning secrets are kept only as SHA-256 digests and compared in constant time.
 
-- the admin token (``sensorhub.auth.admin_token``) → :class:`AdminIdentity`;
-- the provisioning key (``sensorhub.auth.provisioning_key``) → :class:`ProvisioningIdentity`,
-  which may only enrol new sensors;
-- a sensor token (``shs_…``) → :class:`SensorIdentity`.
+A sensor token costs one indexed lookup by its hash and no write but ``last_used_at`` /
+``last_seen_at``, refreshed at most once per ``touch_interval``: only a request that may refresh
+them asks for a writer transaction, so on SQLite every other authentication is a read that
+neither takes nor waits for the write lock. A successful lookup is reused for up to
+``token_cache_ttl`` (never past the token's expiry or its next due touch), because on the ingest
+path it is the request's only query and under load its cost was most of the request. A change
+made through this app's sessions applies at once (:class:`CredentialChanges`); another app's or
+process's (``sensorhub-admin``, another server) within the TTL; 0 looks every request up.
 
-Admin and provisioning secrets are kept as SHA-256 digests and compared in constant time; the
-raw values are never stored on the policy or logged. A sensor token costs one indexed lookup by
-its hash (token joined to its sensor), and no write except ``last_used_at`` / ``last_seen_at``,
-refreshed at most once per ``sensorhub.auth.touch_interval`` per token. The policy remembers
-(by token hash) until when each token's ``last_used_at`` is fresh, so only a request
-that may refresh it asks for a writer transaction (``sensorhub.db.begin_writing``): on SQLite
-every other authentication is a read that neither takes nor waits for the write lock.
-
-A successful lookup is reused for up to ``sensorhub.auth.token_cache_ttl`` (never past the
-token's expiry or its next due touch), so a busy sensor's requests mostly authenticate without
-the database: on the ingest path that is the request's only query, and under load its cost
-(a session, a transaction, three driver calls that each give up the GIL) was the larger part of
-the request. Revoking a token or changing a sensor through the app's sessions (API or admin
-command) invalidates every remembered lookup at its flush and again at its commit; a lookup
-remembers the change count from before its read, so one that raced a commit is never reused.
-Another app's or process's change (``sensorhub-admin`` elsewhere, another server) applies here
-within the TTL; 0 looks every request up.
-
-Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
-credential never writes to the database; it publishes :class:`AuthenticationFailed` with a
-bounded reason and counts towards the brute-force guard (``guard.py``). Decisions that must
-answer something other than 401 are taken in :meth:`permits`, i.e. only on protected views:
-a token in the query string is a 400, a blocked client a 429 with ``Retry-After``.
+A refused credential never writes; it publishes :class:`AuthenticationFailed` with a bounded
+reason and counts towards the brute-force guard (``guard.py``). Answers other than 401 are
+decided in :meth:`permits`, i.e. only on protected views: a token in the query string is a 400,
+a blocked client a 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -274,7 +261,7 @@ class BearerTokenSecurityPolicy:
             return self._authenticated(request, lookup.identity)
         if not may_query:
             return Outcome(reason="blocked")  # a blocked address gets no database lookup
-        changes = self.credential_changes.seen  # before the read: see the module's docstring
+        changes = self.credential_changes.seen  # before the read: see CredentialChanges
         dbsession = request.dbsession
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
