@@ -1,9 +1,10 @@
 """Errors as ``application/problem+json`` (RFC 9457), each carrying the request ID.
 
-Raise Pyramid's HTTP exceptions, or build one with :func:`problem` to add validation details::
+Raise Pyramid's HTTP exceptions, or build one with :func:`problem` to add what the client must
+fix, one :class:`FieldError` per bad field::
 
-    raise problem(422, "2 of 3 events are invalid", errors=[{"path": "events[1].value",
-                                                             "message": "must be a number"}])
+    raise problem(422, "2 of 3 events are invalid",
+                  errors=[FieldError("events[1].value", "must be a number")])
     raise problem(429, "too many failed logins", headers={"Retry-After": "30"})
 
 Every error a client can cause is a 4xx with a reason. Anything unexpected is a 500 whose body
@@ -34,17 +35,43 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 log = structlog.get_logger(__name__)
 
 
+class FieldError(ValueError):
+    """One bad field of a client's input: where (``path``: ``"expiresAt"``,
+    ``"events[3].value"``), what to fix (``message``) and, where clients or metrics branch on
+    it, a bounded ``reason`` code.
+
+    Raise it where one bad value ends the work (``str(error)`` is ``"path: message"``), or
+    collect them where every bad item is reported; :func:`problem` takes them as ``errors``.
+    """
+
+    def __init__(self, path: str, message: str, reason: str | None = None):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+        self.reason = reason
+
+    def as_error(self) -> dict[str, object]:
+        """The entry of a problem document's ``errors``."""
+        if self.reason is None:
+            return {"path": self.path, "message": self.message}
+        return {"path": self.path, "reason": self.reason, "message": self.message}
+
+
 def problem(
     status: int,
     detail: str,
     *,
-    errors: Sequence[Mapping[str, object]] | None = None,
+    errors: Sequence[FieldError | Mapping[str, object]] | None = None,
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> HTTPException:
     """An HTTP exception that renders as a problem document with ``detail`` and ``errors``."""
     exc = status_map[status](detail=detail, headers=dict(headers or {}))
-    exc.problem_errors = list(errors) if errors else None
+    exc.problem_errors = (
+        [error.as_error() if isinstance(error, FieldError) else error for error in errors]
+        if errors
+        else None
+    )
     exc.problem_title = title
     return exc
 

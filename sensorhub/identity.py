@@ -18,6 +18,11 @@ from pyramid.security import Denied
 if TYPE_CHECKING:
     from pyramid.request import Request
 
+# A sensor token starts with this prefix, so a leaked one is recognisable without the auth
+# plugin (by secret scanners, by log redaction); TOKEN_IN_TEXT finds one, or most of one, in text.
+TOKEN_PREFIX = "shs_"  # noqa: S105  (public by design, see above)
+TOKEN_IN_TEXT = TOKEN_PREFIX + "[A-Za-z0-9]{30,}"
+
 # View permissions.
 SENSOR = "sensor"  # the caller is an enabled sensor acting as itself
 ADMIN = "admin"  # the caller holds admin credentials

@@ -1,5 +1,5 @@
-"""The ``json`` renderer, on orjson: several times faster than the standard library on the
-event-sized documents this service answers with, and it writes datetimes as RFC 3339."""
+"""The ``json`` renderer, on orjson: faster than the standard library on the event-sized
+documents this service answers with, and it writes datetimes as RFC 3339."""
 
 from __future__ import annotations
 

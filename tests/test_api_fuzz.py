@@ -46,7 +46,6 @@ def plugins():
 APP_SETTINGS = {
     **AUTH_SETTINGS,
     "sensorhub.auth.provisioning_key": "provisioning-key-for-tests-0123456789",
-    "sensorhub.ingest.partial": "true",
     # Fuzzing sends thousands of wrong credentials from one address: the brute-force guard
     # would rightly answer 429 to all of them after the first few (tests/plugins/test_auth*.py
     # prove it); here every request must reach the check it is about.

@@ -13,6 +13,9 @@ core's own history, and it answers ``/healthz``, ``/readyz`` and ``/api/v1/``. (
 folder as a whole cannot run that way: its session schema holds the built-in plugins' tables for
 the modules that load them, and ``tests/core/test_server.py`` and ``test_prefork.py`` run the
 servers with real plugins on purpose.)
+
+Last, importing every one of those modules registers no SQLAlchemy listener: listeners belong
+to the app whose ``includeme`` attached them, and leave with it.
 """
 
 from __future__ import annotations
@@ -194,9 +197,10 @@ WITHOUT_PLUGINS = textwrap.dedent("""
 """)
 
 
-def test_the_core_imports_builds_and_serves_with_the_plugins_package_missing(tmp_path):
+def last_line_of(script: str, *args: str) -> str:
+    """Run ``script`` in a fresh interpreter (nothing imported yet); its last line of output."""
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PLUGINS, str(tmp_path / "core-only.sqlite")],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -204,4 +208,56 @@ def test_the_core_imports_builds_and_serves_with_the_plugins_package_missing(tmp
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "served without plugins"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_core_imports_builds_and_serves_with_the_plugins_package_missing(tmp_path):
+    script_output = last_line_of(WITHOUT_PLUGINS, str(tmp_path / "core-only.sqlite"))
+    assert script_output == "served without plugins"
+
+
+IMPORT_EVERYTHING = textwrap.dedent("""
+    import importlib
+    import sys
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+
+    def listeners():
+        engine = create_engine("sqlite://")
+        counts = {}
+        for label, dispatch in [
+            ("Session", Session().dispatch),
+            ("Engine", engine.dispatch),
+            ("Pool", engine.pool.dispatch),
+        ]:
+            for name in dispatch._event_names:
+                counts[f"{label}.{name}"] = len(getattr(dispatch, name))
+        engine.dispose()
+        return counts
+
+
+    before = listeners()
+    for name in sys.argv[1:]:
+        importlib.import_module(name)
+    after = listeners()
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    assert not changed, f"registered at import: {changed}"
+
+    from sensorhub.models import Base
+
+    for mapper in Base.registry.mappers:
+        dispatch = mapper.dispatch
+        found = {name: len(getattr(dispatch, name)) for name in dispatch._event_names}
+        found = {name: count for name, count in found.items() if count}
+        assert not found, f"{mapper.class_.__name__}: mapper listeners at import: {found}"
+    print("nothing registered")
+""")
+
+
+def test_importing_any_module_registers_no_sqlalchemy_listener():
+    """State hangs off the app that made it: a listener on the global ``Session``, on an engine
+    or pool class or on a mapped class would feed every app in the process (and outlive them)."""
+    names = [name for name in modules_of("sensorhub", PLUGINS) if ".migrations." not in name]
+    assert last_line_of(IMPORT_EVERYTHING, *names) == "nothing registered"

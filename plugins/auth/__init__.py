@@ -23,6 +23,7 @@ import structlog
 from sensorhub.api import API_PREFIX
 from sensorhub.settings import Setting, as_duration, as_int
 
+from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
 from .security import BearerTokenSecurityPolicy
 
@@ -123,6 +124,10 @@ def includeme(config) -> None:
         ),
     )
     config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
+    changes = policy.credential_changes
+    changes.watch(config.registry["dbsession_factory"])
+    changes.watch(config.registry["dbsession_factory.reader"])
+    config.add_closer(changes.close)
     config.set_security_policy(policy)
     config.include(".views")
     config.include(".models")  # its table's migrations
@@ -132,7 +137,7 @@ def includeme(config) -> None:
         "self-description. The admin API is refused while no admin token is set.",
         url=f"{API_PREFIX}/sensor",
         scheme="Bearer",
-        tokenPrefix="shs_",
+        tokenPrefix=tokens.PREFIX,
         adminApi="enabled" if policy.admin_enabled else "disabled",
         selfEnrolment=policy.provisioning_enabled,
     )

@@ -8,31 +8,20 @@ is printed once, to stdout; the reminder that it will not be shown again goes to
 
 from __future__ import annotations
 
-import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import orjson
 
-from sensorhub.scripts.admin import add_config_uri
+from sensorhub.errors import FieldError
+from sensorhub.scripts.admin import CommandError, add_config_uri, duration_option
 from sensorhub.scripts.settings import format_table
-from sensorhub.settings import as_duration
+from sensorhub.timestamps import utcnow
 
 from . import service
 
 SENSOR_COLUMNS = ["sensorId", "name", "disabled", "activeTokens", "createdAt", "lastSeenAt"]
 TOKEN_COLUMNS = ["tokenId", "hint", "state", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"]
-
-
-class CommandError(Exception):
-    """A mistake the operator can fix: one line on stderr, exit status 1, no traceback."""
-
-
-def _duration(raw: str) -> timedelta:
-    try:
-        return timedelta(seconds=as_duration(raw))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected {error}") from None
 
 
 class SensorCommand:
@@ -49,7 +38,7 @@ class SensorCommand:
         create = action("create", "enrol a sensor and print its first token (shown once)")
         create.add_argument("--name", required=True)
         create.add_argument("--metadata", help='a JSON object, e.g. \'{"site": "north"}\'')
-        create.add_argument("--expires-in", type=_duration, help="token lifetime, e.g. 90d")
+        create.add_argument("--expires-in", type=duration_option, help="token lifetime, e.g. 90d")
         add_config_uri(create)
 
         listing = action("list", "list sensors with their count of active tokens")
@@ -63,7 +52,7 @@ class SensorCommand:
 
         rotate = action("rotate", "issue an extra token; old tokens keep working until revoked")
         rotate.add_argument("sensor_id")
-        rotate.add_argument("--expires-in", type=_duration, help="token lifetime, e.g. 90d")
+        rotate.add_argument("--expires-in", type=duration_option, help="token lifetime, e.g. 90d")
         rotate.add_argument(
             "--revoke-others",
             action="store_true",
@@ -88,7 +77,7 @@ class SensorCommand:
         try:
             with request.tm:
                 rows, columns, changed = getattr(self, "_" + args.action)(args, request.dbsession)
-        except (CommandError, service.InvalidInput) as error:
+        except (CommandError, FieldError) as error:
             # SystemExit: the runner lets it through without logging a traceback for a typo.
             raise SystemExit(f"sensorhub-admin sensor {args.action}: {error}") from None
         if args.json:
@@ -180,8 +169,8 @@ def _sensor(dbsession, sensor_id: str):
     return sensor
 
 
-def _expires_at(lifetime: timedelta | None) -> datetime | None:
-    return datetime.now(UTC) + lifetime if lifetime else None
+def _expires_at(lifetime: float | None) -> datetime | None:
+    return utcnow() + timedelta(seconds=lifetime) if lifetime else None
 
 
 def _cells(row: dict) -> dict:

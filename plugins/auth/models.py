@@ -12,21 +12,18 @@ previous one. ``sensorhub-admin migrate <ini>`` applies it when the plugin is li
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.models import Base
 from sensorhub.models.meta import UTCDateTime
+from sensorhub.timestamps import utcnow
 
 
 def new_token_id() -> str:
     return "tok_" + secrets.token_urlsafe(12)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SensorToken(Base):

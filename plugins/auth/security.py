@@ -1,35 +1,22 @@
 """The bearer-token security policy (Pyramid 2 ``ISecurityPolicy``).
 
-``Authorization: Bearer <credential>`` is the only way in. The credential is, in this order:
+``Authorization: Bearer <credential>`` is the only way in: the admin token, the provisioning key
+(which may only enrol sensors) or a sensor token (``shs_…``), tried in that order. Admin and
+provisioning secrets are kept only as SHA-256 digests and compared in constant time.
 
-- the admin token (``sensorhub.auth.admin_token``) → :class:`AdminIdentity`;
-- the provisioning key (``sensorhub.auth.provisioning_key``) → :class:`ProvisioningIdentity`,
-  which may only enrol new sensors;
-- a sensor token (``shs_…``) → :class:`SensorIdentity`.
+A sensor token costs one indexed lookup by its hash and no write but ``last_used_at`` /
+``last_seen_at``, refreshed at most once per ``touch_interval``: only a request that may refresh
+them asks for a writer transaction, so on SQLite every other authentication is a read that
+neither takes nor waits for the write lock. A successful lookup is reused for up to
+``token_cache_ttl`` (never past the token's expiry or its next due touch), because on the ingest
+path it is the request's only query and under load its cost was most of the request. A change
+made through this app's sessions applies at once (:class:`CredentialChanges`); another app's or
+process's (``sensorhub-admin``, another server) within the TTL; 0 looks every request up.
 
-Admin and provisioning secrets are kept as SHA-256 digests and compared in constant time; the
-raw values are never stored on the policy or logged. A sensor token costs one indexed lookup by
-its hash (token joined to its sensor), and no write except ``last_used_at`` / ``last_seen_at``,
-refreshed at most once per ``sensorhub.auth.touch_interval`` per token. The policy remembers
-(per process, by token hash) until when each token's ``last_used_at`` is fresh, so only a request
-that may refresh it asks for a writer transaction (``sensorhub.db.begin_writing``): on SQLite
-every other authentication is a read that neither takes nor waits for the write lock.
-
-A successful lookup is reused for up to ``sensorhub.auth.token_cache_ttl`` (never past the
-token's expiry or its next due touch), so a busy sensor's requests mostly authenticate without
-the database: on the ingest path that is the request's only query, and under load its cost
-(a session, a transaction, three driver calls that each give up the GIL) was the larger part of
-the request. Revoking a token or changing a sensor through this process's ORM (API or admin
-command) invalidates every remembered lookup at its flush and again at its commit; a lookup
-remembers the change count from before its read, so one that raced a commit is never reused.
-Another process's change (``sensorhub-admin`` elsewhere, another server) takes effect here
-within the TTL; 0 looks every request up.
-
-Outcomes are computed once per request (:class:`pyramid.request.RequestLocalCache`). A refused
-credential never writes to the database; it publishes :class:`AuthenticationFailed` with a
-bounded reason and counts towards the brute-force guard (``guard.py``). Decisions that must
-answer something other than 401 are taken in :meth:`permits`, i.e. only on protected views:
-a token in the query string is a 400, a blocked client a 429 with ``Retry-After``.
+A refused credential never writes; it publishes :class:`AuthenticationFailed` with a bounded
+reason and counts towards the brute-force guard (``guard.py``). Answers other than 401 are
+decided in :meth:`permits`, i.e. only on protected views: a token in the query string is a 400,
+a blocked client a 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -47,7 +34,7 @@ import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
 from sqlalchemy import bindparam, event, or_, select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy import mark_changed
 
 from sensorhub.db import begin_writing
@@ -62,7 +49,7 @@ from .models import SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
-MAX_REMEMBERED_TOKENS = 100_000  # per process, for touches and for cached lookups
+MAX_REMEMBERED_TOKENS = 100_000  # per app, for touches and for cached lookups
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
@@ -128,6 +115,7 @@ class BearerTokenSecurityPolicy:
         # token digest -> clock time until which its last_used_at is known to be fresh
         self._touched_until: dict[bytes, float] = {}
         self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
+        self.credential_changes = CredentialChanges()  # includeme watches the app's sessions
 
     @property
     def admin_enabled(self) -> bool:
@@ -267,13 +255,13 @@ class BearerTokenSecurityPolicy:
         lookup = self._lookups.get(digest)
         if (
             lookup is not None
-            and lookup.changes == _credential_changes.seen
+            and lookup.changes == self.credential_changes.seen
             and lookup.until > self.clock()
         ):
             return self._authenticated(request, lookup.identity)
         if not may_query:
             return Outcome(reason="blocked")  # a blocked address gets no database lookup
-        changes = _credential_changes.seen  # before the read: see the module's docstring
+        changes = self.credential_changes.seen  # before the read: see CredentialChanges
         dbsession = request.dbsession
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
@@ -372,41 +360,50 @@ _TOUCH_SENSOR = (
 )
 
 
-class _CredentialChanges:
-    """How many changes to sensors or tokens this process has flushed or committed.
+class CredentialChanges:
+    """How many changes to sensors or tokens the app's sessions have flushed or committed.
 
     A remembered lookup is reused only while the count is what it was before its read: a change
-    flushed by any session here invalidates it (so the changing transaction's own next requests,
-    and tests sharing one session, see it at once) and so does its commit (so a lookup that read
-    the old row while the change was committing is not reused either)."""
+    flushed by one of the app's sessions invalidates it (so the changing transaction's own next
+    requests, and tests sharing one session, see it at once) and so does its commit (so a lookup
+    that read the old row while the change was committing is not reused either). The app's
+    code changes credentials through ORM objects only; its touches are Core statements on the
+    connection, which must not (and do not) count.
+    """
 
     def __init__(self) -> None:
         self._counter = itertools.count(1)
         self.seen = 0
+        self._watched: list[sessionmaker] = []
 
     def bump(self) -> None:
         self.seen = next(self._counter)  # atomic under the GIL, unlike ``+= 1``
 
+    def watch(self, factory: sessionmaker) -> None:
+        """Count the changes of every session ``factory`` makes, until :meth:`close`."""
+        event.listen(factory, "after_flush", self._on_flush)
+        event.listen(factory, "after_commit", self._on_commit)
+        self._watched.append(factory)
 
-_credential_changes = _CredentialChanges()
+    def close(self) -> None:
+        while self._watched:
+            factory = self._watched.pop()
+            event.remove(factory, "after_flush", self._on_flush)
+            event.remove(factory, "after_commit", self._on_commit)
+
+    def _on_flush(self, session: Session, _flush_context) -> None:
+        # In after_flush, dirty and deleted still hold what this flush wrote.
+        if any(isinstance(row, _CREDENTIALS) for row in (*session.dirty, *session.deleted)):
+            self.bump()
+            session.info[_CHANGED_IN_SESSION] = True
+
+    def _on_commit(self, session: Session) -> None:
+        if session.info.pop(_CHANGED_IN_SESSION, False):
+            self.bump()
+
+
+_CREDENTIALS = (Sensor, SensorToken)
 _CHANGED_IN_SESSION = "sensorhub.auth.credentials_changed"
-
-
-@event.listens_for(SensorToken, "after_update")
-@event.listens_for(SensorToken, "after_delete")
-@event.listens_for(Sensor, "after_update")
-@event.listens_for(Sensor, "after_delete")
-def _on_credential_flush(_mapper, _connection, target) -> None:
-    _credential_changes.bump()
-    session = object_session(target)
-    if session is not None:
-        session.info[_CHANGED_IN_SESSION] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _on_commit(session) -> None:
-    if session.info.pop(_CHANGED_IN_SESSION, False):
-        _credential_changes.bump()
 
 
 def _matches(expected: bytes | None, digest: bytes) -> bool:

@@ -3,17 +3,20 @@
 Functions take a session joined to the caller's transaction and never commit: the request (or
 the admin command's ``with request.tm``) decides. The raw token exists only in the return value
 of :func:`create_sensor` / :func:`issue_token`; only its hash and a short hint are stored.
+A bad value raises :class:`sensorhub.errors.FieldError`, which the API answers with a 422.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from sqlalchemy import bindparam, func, select
 
+from sensorhub.errors import FieldError
 from sensorhub.models import Sensor
+from sensorhub.timestamps import utcnow
 
 from . import tokens
 from .models import SensorToken
@@ -22,30 +25,18 @@ MAX_NAME_LENGTH = 200
 MAX_METADATA_BYTES = 8192
 
 
-class InvalidInput(ValueError):
-    """Bad input: ``errors`` is a list of ``{"path", "message"}`` for a problem document."""
-
-    def __init__(self, errors: list[dict]):
-        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
-        self.errors = errors
-
-
 @dataclass(frozen=True)
 class IssuedToken:
     token: str  # the raw token: show it once, never store or log it
     row: SensorToken
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def check_name(name, path: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
-        raise InvalidInput([{"path": path, "message": "required: a non-empty string"}])
+        raise FieldError(path, "required: a non-empty string")
     name = name.strip()
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput([{"path": path, "message": f"at most {MAX_NAME_LENGTH} characters"}])
+        raise FieldError(path, f"at most {MAX_NAME_LENGTH} characters")
     return name
 
 
@@ -53,17 +44,15 @@ def check_metadata(metadata, path: str = "metadata") -> dict | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
-        raise InvalidInput([{"path": path, "message": "must be a JSON object (or absent)"}])
+        raise FieldError(path, "must be a JSON object (or absent)")
     if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise InvalidInput(
-            [{"path": path, "message": f"at most {MAX_METADATA_BYTES} bytes as JSON"}]
-        )
+        raise FieldError(path, f"at most {MAX_METADATA_BYTES} bytes as JSON")
     return metadata
 
 
 def check_expiry(expires_at: datetime | None, path: str = "expiresAt") -> datetime | None:
     if expires_at is not None and expires_at <= utcnow():
-        raise InvalidInput([{"path": path, "message": "must be in the future"}])
+        raise FieldError(path, "must be in the future")
     return expires_at
 
 

@@ -3,7 +3,7 @@
 The shape follows GitHub's ``ghp_`` tokens:
 
 - the prefix makes a leaked token recognisable to secret scanners and log redaction
-  (``shs_[A-Za-z0-9]{30,}``);
+  (the core's ``sensorhub.identity.TOKEN_IN_TEXT``);
 - the secret is 32 characters drawn with :mod:`secrets` from 62 symbols: about 190 bits;
 - the checksum (CRC32 of prefix and secret, base62, zero-padded to 6 characters) catches typos
   and truncation *before* any database lookup. It is not a MAC and adds no secrecy.
@@ -23,7 +23,9 @@ import re
 import secrets
 import zlib
 
-PREFIX = "shs_"
+from sensorhub.identity import TOKEN_PREFIX
+
+PREFIX = TOKEN_PREFIX
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6

@@ -13,14 +13,15 @@ A raw token appears in exactly two answers (creating a sensor, issuing a token),
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pyramid.httpexceptions import HTTPNotFound
 
 from sensorhub.api import API_PREFIX
-from sensorhub.errors import problem
+from sensorhub.errors import FieldError, problem
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
 from sensorhub.sensor_info import sensor_info
+from sensorhub.timestamps import parse_datetime
 from sensorhub.validation import query_of
 
 from . import schema, service
@@ -51,33 +52,27 @@ def _query(request, name: str, default=None):
         ) from None
 
 
-def _invalid(error: service.InvalidInput):
-    return problem(422, str(error), errors=error.errors)
+def _invalid(error: FieldError):
+    return problem(422, str(error), errors=[error])
 
 
 def _expiry(body: dict) -> datetime | None:
     raw = body.get("expiresAt")
     if raw is None:
         return None
-    try:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return datetime.fromtimestamp(raw / 1000, UTC)
-        value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except (ValueError, OverflowError, OSError):
-        value = None
-    if value is None or value.tzinfo is None:
+    value = parse_datetime(raw)
+    if value is None:
         raise problem(
             422,
             "expiresAt is not a timestamp",
             errors=[
-                {
-                    "path": "expiresAt",
-                    "message": "RFC 3339 with an offset (2030-01-01T00:00:00Z) "
-                    "or integer epoch milliseconds",
-                }
+                FieldError(
+                    "expiresAt",
+                    "RFC 3339 with an offset (2030-01-01T00:00:00Z) or integer epoch milliseconds",
+                )
             ],
         )
-    return value.astimezone(UTC)
+    return value
 
 
 def _sensor_or_404(request):
@@ -94,10 +89,7 @@ def _unknown_fields(body: dict, allowed: set[str]) -> None:
             422,
             f"unknown field(s): {', '.join(unknown)}",
             errors=[
-                {
-                    "path": name,
-                    "message": f"unknown field; expected one of: {', '.join(sorted(allowed))}",
-                }
+                FieldError(name, f"unknown field; expected one of: {', '.join(sorted(allowed))}")
                 for name in unknown
             ],
         )
@@ -119,7 +111,7 @@ def create_sensor(request):
             issued_by=issued_by,
             expires_at=_expiry(body),
         )
-    except service.InvalidInput as error:
+    except FieldError as error:
         raise _invalid(error) from None
     request.response.status = 201
     request.response.headers["Location"] = f"{API_PREFIX}/sensors/{sensor.id}"
@@ -162,7 +154,7 @@ def list_sensors(request):
         raise problem(
             400,
             f"limit must be an integer from 1 to {MAX_PAGE}",
-            errors=[{"path": "limit", "message": f"an integer from 1 to {MAX_PAGE}"}],
+            errors=[FieldError("limit", f"an integer from 1 to {MAX_PAGE}")],
         ) from None
     after = _query(request, "after") or None
     sensors = service.list_sensors(request.dbsession, limit, after)
@@ -191,14 +183,14 @@ def patch_sensor(request):
             sensor.name = service.check_name(body["name"])
         if "metadata" in body:
             sensor.meta = service.check_metadata(body["metadata"])
-    except service.InvalidInput as error:
+    except FieldError as error:
         raise _invalid(error) from None
     if "disabled" in body:
         if not isinstance(body["disabled"], bool):
             raise problem(
                 422,
                 "disabled must be true or false",
-                errors=[{"path": "disabled", "message": "a boolean"}],
+                errors=[FieldError("disabled", "a boolean")],
             )
         sensor.disabled = body["disabled"]
     request.dbsession.flush()
@@ -222,7 +214,7 @@ def issue_token(request):
         issued = service.issue_token(
             request.dbsession, sensor, issued_by="admin", expires_at=_expiry(body)
         )
-    except service.InvalidInput as error:
+    except FieldError as error:
         raise _invalid(error) from None
     request.response.status = 201
     _no_store(request)

@@ -14,23 +14,12 @@ import time
 
 import structlog
 
-from sensorhub.scripts.admin import add_config_uri
-from sensorhub.settings import as_duration
+from sensorhub.scripts.admin import add_config_uri, duration_option
+from sensorhub.timestamps import format_timestamp, now_us
 
-from .parsing import format_timestamp, now_us
 from .storage import count_prunable, prune_sensor_chunk, sensors_with_events
 
 log = structlog.get_logger(__name__)
-
-
-def _duration(raw: str) -> float:
-    try:
-        seconds = as_duration(raw)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected {error}") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return seconds
 
 
 def _positive(raw: str) -> int:
@@ -45,7 +34,7 @@ class PruneCommand:
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--older-than",
-            type=_duration,
+            type=duration_option,
             default=None,
             metavar="DURATION",
             help="e.g. 30d, 12h (default: the sensorhub.ingest.retention setting)",

@@ -6,11 +6,11 @@ insert (a plain dict, never an ORM object) or a :class:`Rejection` naming the fi
 bounded reason code and a message that says how to fix it. Problems with the body as a whole
 (malformed JSON, wrong shape, too many events) raise :class:`BodyError` with an HTTP status.
 
-Decoding is orjson (several times faster than the stdlib on event batches; it refuses NaN and
-Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid UTF-8 and
-nesting deeper than 1024 levels, all as a decode error we answer with 400). Validation is a
-hand-written pass per item: measured, it costs about as much as the decoding, and it reports
-*every* bad field of *every* item, which schema libraries that stop at the first error don't.
+Decoding is orjson, the fastest decoder ``make bench`` compares (docs/benchmarks.md); it refuses
+NaN and Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid
+UTF-8 and nesting deeper than 1024 levels, all as a decode error we answer with 400. Validation
+is a hand-written pass per item that reports *every* bad field of *every* item, which schema
+libraries that stop at the first error don't.
 
 Timestamps are integer epoch microseconds (UTC) from here to the database: exact, cheap to
 compare and index, the same on SQLite and PostgreSQL. The API renders them as RFC 3339.
@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
 from sensorhub.errors import first_line
+from sensorhub.timestamps import format_timestamp, now_us, parse_timestamp
 
 from .rejection import REASONS, Rejection
 from .senml import resolve_senml
 
-__all__ = ["REASONS", "BodyError", "Limits", "ParsedBody", "Rejection", "parse_body"]
+__all__ = [
+    "REASONS",
+    "BodyError",
+    "Limits",
+    "ParsedBody",
+    "Rejection",
+    "format_timestamp",  # the core's, here too for the plugin's views
+    "parse_body",
+    "parse_timestamp",
+]
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -42,12 +50,6 @@ EVENT_FIELDS = frozenset({"type", "value", "unit", "ts", "eventId", "data"})
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_UNIT_CHARS = 32
 MAX_EVENT_ID_CHARS = 128
-MAX_EPOCH_MS = 2**53
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
-)
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,6 @@ class ParsedBody:
     @property
     def rejections(self) -> list[Rejection]:
         return [item for item in self.items if type(item) is Rejection]
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def parse_body(
@@ -299,6 +297,8 @@ class EventValidator:
             ts = self.received_at
         else:
             if ts_us is None:
+                # parse_timestamp, with integers inlined for the hot path; one beyond its bounds
+                # is refused below, as too far ahead or too old.
                 ts = ts * 1000 if type(ts) is int else parse_timestamp(ts)
                 if ts is None:
                     return self._invalid(
@@ -403,42 +403,3 @@ def _depth(value) -> int:
         children = current.values() if type(current) is dict else current
         stack.extend((child, level + 1) for child in children if type(child) in (dict, list))
     return deepest
-
-
-def parse_timestamp(value) -> int | None:
-    """Epoch microseconds from integer epoch milliseconds or RFC 3339 with an offset; None if
-    neither (booleans and floats are not timestamps: the unit would be a guess)."""
-    if type(value) is int:  # bounded so that microseconds fit a signed 64-bit column
-        return value * 1000 if -MAX_EPOCH_MS <= value <= MAX_EPOCH_MS else None
-    if type(value) is not str:
-        return None
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        return None
-    (year, month, day, hour, minute, second, fraction, zulu, sign, off_hours, off_minutes) = (
-        match.groups()
-    )
-    try:
-        offset = timedelta(0) if zulu else timedelta(hours=int(off_hours), minutes=int(off_minutes))
-        if sign == "-":
-            offset = -offset
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0").ljust(6, "0")[:6]),
-            tzinfo=timezone(offset),
-        )
-    except ValueError:  # month 13, second 60, offset beyond 24 h, …
-        return None
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def format_timestamp(us: int) -> str:
-    """RFC 3339 in UTC with a ``Z``: milliseconds, or microseconds when there are any."""
-    moment = EPOCH + timedelta(microseconds=us)
-    spec = "milliseconds" if us % 1000 == 0 else "microseconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"

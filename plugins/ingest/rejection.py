@@ -1,8 +1,9 @@
-"""Why an input item is not stored: a field path, a bounded reason code, a fix-it message."""
+"""Why an input item is not stored: the core's field error, with a reason code that is always
+set and the item's own ``eventId`` (echoed in the item's result)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sensorhub.errors import FieldError
 
 # A bounded set (metric labels, log fields); the message carries the detail.
 REASONS = (
@@ -19,12 +20,11 @@ REASONS = (
 )
 
 
-@dataclass(frozen=True)
-class Rejection:
-    path: str  # "events[3].value"
-    reason: str  # one of REASONS
-    message: str
-    event_id: str | None = None
+class Rejection(FieldError):
+    reason: str
 
-    def as_error(self) -> dict:
-        return {"path": self.path, "reason": self.reason, "message": self.message}
+    def __init__(self, path: str, reason: str, message: str, event_id: str | None = None):
+        """``Rejection("events[3].value", "invalid_field", "value must be a number")``:
+        arguments in the order of the JSON entry; ``reason`` is one of :data:`REASONS`."""
+        super().__init__(path, message, reason)
+        self.event_id = event_id

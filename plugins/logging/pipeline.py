@@ -41,8 +41,6 @@ from .processors import (
 # otherwise: at INFO SQLAlchemy logs every statement, and Alembic each of its plugins.
 BASELINE_LEVELS = {"sqlalchemy": logging.WARNING, "alembic.runtime.plugins": logging.WARNING}
 
-_levelled_loggers: set[str] = set()
-
 
 class StandardStreamHandler(logging.StreamHandler):
     """Writes to ``sys.stdout`` (or ``sys.stderr``) as it is at the moment of writing.
@@ -53,6 +51,7 @@ class StandardStreamHandler(logging.StreamHandler):
 
     def __init__(self, stream_name: str = "stdout"):
         self.stream_name = stream_name
+        self.levelled: set[str] = set()  # loggers whose level the configuration set
         super().__init__()
 
     @property
@@ -123,15 +122,14 @@ def configure(
     for existing in list(root.handlers):
         if _is_console_handler(existing):
             root.removeHandler(existing)
+            for name in getattr(existing, "levelled", ()):
+                logging.getLogger(name).setLevel(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(level)
 
-    for name in _levelled_loggers:
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    _levelled_loggers.clear()
     for name, logger_level in {**BASELINE_LEVELS, **(levels or {})}.items():
         logging.getLogger(name).setLevel(logger_level)
-        _levelled_loggers.add(name)
+        handler.levelled.add(name)
 
     # pserve's fileConfig disables every logger that existed before it ran and is not named in
     # the ini; the plugin, not the ini, decides what is logged.

@@ -32,6 +32,8 @@ from typing import Any
 import orjson
 from structlog.typing import EventDict, WrappedLogger
 
+from sensorhub.identity import TOKEN_IN_TEXT, TOKEN_PREFIX
+
 REDACTED = "[REDACTED]"
 PUBLIC_KEYS = frozenset({"token_id"})
 _MAX_DEPTH = 12
@@ -41,7 +43,7 @@ _SENSITIVE_KEY = re.compile(
 )
 # A placeholder such as "Bearer <token>" (in help texts) is documentation, not a credential.
 _SECRET_IN_TEXT = re.compile(
-    r"(?P<shs>shs_)[A-Za-z0-9]{30,}"
+    rf"(?P<token>{TOKEN_IN_TEXT})"
     r"|(?P<scheme>\b(?i:bearer|basic)\s+)(?!<\w+>[\"'.,;)]*(?:\s|$))\S+"
     r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)"
 )
@@ -56,8 +58,9 @@ def is_sensitive_key(key: str) -> bool:
 
 
 def _censor_match(match: re.Match) -> str:
-    prefix = match["shs"] or match["scheme"] or match["userinfo"]
-    return prefix + REDACTED
+    if match["token"]:
+        return TOKEN_PREFIX + REDACTED
+    return (match["scheme"] or match["userinfo"]) + REDACTED
 
 
 def redact_text(text: str) -> str:

@@ -11,15 +11,14 @@ events: how long each transaction stayed open (on SQLite, the wait for the write
 SQLAlchemy has no event after the COMMIT statement itself returns, so the fsync-bound commit
 time is what ``sensorhub_ingest_commit_group_duration_seconds`` reports for the write path
 (recorded by the ingest writer through the core's metrics contract, see ``recorder.py``).
-The engine may be shared by several apps (tests do that): one listener per engine feeds every
-live app's histogram, and an app that is gone is forgotten (weak references).
+Each app attaches its own listeners to its engine and removes them when it is closed; apps
+sharing one engine (tests do that) each time the transactions with a clock of their own.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
+from collections.abc import Callable
 
 from sqlalchemy import event as sa_event
 
@@ -31,10 +30,6 @@ from sensorhub.events import (
 )
 
 from .metrics import AppMetrics, metrics_of
-
-_BEGAN = "sensorhub.metrics.began"
-_sinks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> WeakSet[AppMetrics]
-_sinks_lock = threading.Lock()
 
 
 def subscribers(metrics: AppMetrics) -> dict:
@@ -63,36 +58,39 @@ def subscribers(metrics: AppMetrics) -> dict:
     }
 
 
-def time_transactions(engine, metrics: AppMetrics) -> None:
-    """Feed ``metrics.db_transaction_duration`` from ``engine``'s transactions."""
-    with _sinks_lock:
-        sinks = _sinks.get(engine)
-        if sinks is None:
-            sinks = _sinks[engine] = weakref.WeakSet()
-            _listen(engine, sinks)
-        sinks.add(metrics)
+def time_transactions(engine, metrics: AppMetrics) -> Callable[[], None]:
+    """Feed ``metrics.db_transaction_duration`` from ``engine``'s transactions; returns what
+    stops it."""
+    began = object()  # this app's key in connection.info: apps sharing the engine don't collide
 
-
-def _listen(engine, sinks: weakref.WeakSet) -> None:
     def on_begin(connection) -> None:
-        connection.info[_BEGAN] = time.perf_counter()
+        connection.info[began] = time.perf_counter()
 
     def finished(connection, outcome: str) -> None:
-        began = connection.info.pop(_BEGAN, None)
-        if began is None:
-            return
-        elapsed = time.perf_counter() - began
-        for metrics in list(sinks):
-            metrics.db_transaction_duration.labels(outcome).observe(elapsed)
+        started = connection.info.pop(began, None)
+        if started is not None:
+            metrics.db_transaction_duration.labels(outcome).observe(time.perf_counter() - started)
 
-    # insert=True: start the clock before the core's SQLite listener waits for the write lock.
-    sa_event.listen(engine, "begin", on_begin, insert=True)
-    sa_event.listen(engine, "commit", lambda connection: finished(connection, "commit"))
-    sa_event.listen(engine, "rollback", lambda connection: finished(connection, "rollback"))
+    def on_commit(connection) -> None:
+        finished(connection, "commit")
+
+    def on_rollback(connection) -> None:
+        finished(connection, "rollback")
+
+    listeners = (("begin", on_begin), ("commit", on_commit), ("rollback", on_rollback))
+    for name, listener in listeners:
+        # insert=True: start the clock before the core's SQLite listener waits for the write lock.
+        sa_event.listen(engine, name, listener, insert=name == "begin")
+
+    def stop() -> None:
+        for name, listener in listeners:
+            sa_event.remove(engine, name, listener)
+
+    return stop
 
 
 def includeme(config) -> None:
     metrics = metrics_of(config.registry)
     for event_type, handler in subscribers(metrics).items():
         config.add_subscriber(handler, event_type)
-    time_transactions(config.registry["dbengine"], metrics)
+    config.add_closer(time_transactions(config.registry["dbengine"], metrics))

@@ -4,22 +4,19 @@ credentials and event data live in the plugins that own them."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..timestamps import utcnow
 from .meta import Base, UTCDateTime
 
 
 def new_sensor_id() -> str:
     """Opaque and URL-safe: a readable prefix and 16 random bytes (128 bits) in base64url."""
     return "sen_" + secrets.token_urlsafe(16)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Sensor(Base):

@@ -7,7 +7,9 @@ Sub-commands come from the ``sensorhub.commands`` entry-point group, so plugins 
 - ``add_arguments(parser)``: its arguments, including the ``config_uri`` positional (use
   :func:`add_config_uri`);
 - ``run(args, env) -> int | None``: does the work; ``env`` is ``pyramid.paster.bootstrap``'s
-  dict (``env["request"]``, ``env["registry"]``); returns the number of rows it changed, if any.
+  dict (``env["request"]``, ``env["registry"]``); returns the number of rows it changed, if any;
+  raises :class:`CommandError` for a mistake the operator can fix. Duration options take
+  :func:`duration_option` as their ``type``.
 
 The runner bootstraps the app from the ini (so plugins and settings are exactly the app's),
 times the command and publishes :class:`sensorhub.events.AdminCommandFinished`, which the metrics
@@ -29,6 +31,7 @@ from pyramid.paster import bootstrap, setup_logging
 
 from ..events import AdminCommandFinished
 from ..lifecycle import close_app
+from ..settings import as_duration
 
 ENTRY_POINT_GROUP = "sensorhub.commands"
 log = structlog.get_logger(__name__)
@@ -51,6 +54,19 @@ class CommandError(Exception):
 
 def add_config_uri(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
+
+
+def duration_option(raw: str) -> float:
+    """``type=`` of a duration option (``--older-than 30d``): seconds, read as the settings read
+    a duration (a unit is required), and more than 0: an option given as 0 would read as an
+    option not given."""
+    try:
+        seconds = as_duration(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected {error}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:

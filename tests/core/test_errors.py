@@ -3,6 +3,8 @@
 import pytest
 import webtest
 
+from sensorhub.errors import FieldError, problem
+
 
 @pytest.fixture(scope="module")
 def plugins():
@@ -103,3 +105,26 @@ def test_a_query_string_that_is_not_utf8_is_a_400_not_a_500(app):
     response = webtest.TestApp(app).get("/fake/answer?a=%ff", status=400)
     assert_problem(response, 400)
     assert "UTF-8" in response.json["detail"]
+
+
+# --- field errors
+
+
+def test_a_field_error_reads_as_path_and_message():
+    error = FieldError("expiresAt", "must be in the future")
+    assert str(error) == "expiresAt: must be in the future"
+    assert error.as_error() == {"path": "expiresAt", "message": "must be in the future"}
+
+
+def test_a_field_error_with_a_reason_puts_it_between_path_and_message():
+    error = FieldError("events[3].value", "value must be a number", "invalid_field")
+    assert list(error.as_error().items()) == [
+        ("path", "events[3].value"),
+        ("reason", "invalid_field"),
+        ("message", "value must be a number"),
+    ]
+
+
+def test_a_problem_lists_field_errors_in_its_errors():
+    exc = problem(422, "2 fields are invalid", errors=[FieldError("a", "x"), {"path": "b"}])
+    assert exc.problem_errors == [{"path": "a", "message": "x"}, {"path": "b"}]

@@ -8,12 +8,13 @@ import pytest
 import structlog
 import webtest
 from sqlalchemy import create_engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
 
 from plugins.auth import security
 from plugins.auth.models import SensorToken
 from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
+from sensorhub.lifecycle import close_app
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError
 from tests.conftest import empty_all_tables
@@ -222,11 +223,24 @@ def test_patch_explains_what_is_wrong(testapp, body, path):
         ({"name": "x", "metadata": {"blob": "x" * 9000}}, "metadata"),
         ({"name": "x", "expiresAt": "tomorrow"}, "expiresAt"),
         ({"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+        ({"name": "x", "expiresAt": "2030-01-01T00:00:00"}, "expiresAt"),  # no offset
+        ({"name": "x", "expiresAt": "20300101T000000Z"}, "expiresAt"),  # not RFC 3339
+        ({"name": "x", "expiresAt": True}, "expiresAt"),
+        ({"name": "x", "expiresAt": 1.9e12}, "expiresAt"),
+        ({"name": "x", "expiresAt": 2**53}, "expiresAt"),  # beyond the year 9999
     ],
 )
 def test_creating_a_sensor_explains_what_is_wrong(testapp, body, path):
     problem = testapp.post_json("/api/v1/sensors", body, headers=ADMIN, status=422).json
     assert problem["errors"][0]["path"] == path
+
+
+@pytest.mark.parametrize("expires_at", ["2030-01-01T02:00:00+02:00", 1893456000000])
+def test_a_token_expiry_is_a_timestamp_as_events_take_it(testapp, expires_at):
+    created = testapp.post_json(
+        "/api/v1/sensors", {"name": "x", "expiresAt": expires_at}, headers=ADMIN, status=201
+    ).json
+    assert created["expiresAt"] == "2030-01-01T00:00:00+00:00"
 
 
 def test_creating_a_sensor_needs_a_json_object(testapp):
@@ -404,20 +418,51 @@ def test_credential_changes_are_counted_at_flush_and_again_at_commit():
     # Its own throwaway database: the commit must be real for after_commit to fire.
     engine = create_engine("sqlite://")
     Sensor.__table__.create(engine)
-    with Session(engine) as session:
+    factory = sessionmaker(bind=engine)
+    changes = security.CredentialChanges()
+    changes.watch(factory)
+    with factory() as session:
         sensor = Sensor(name="s", meta={}, disabled=False)
         session.add(sensor)
-        before_insert = security._credential_changes.seen
         session.commit()
-        assert security._credential_changes.seen == before_insert  # a new sensor: nothing known
+        assert changes.seen == 0  # a new sensor: nothing known
 
         sensor.disabled = True
         session.flush()
-        at_flush = security._credential_changes.seen
-        assert at_flush != before_insert
+        at_flush = changes.seen
+        assert at_flush != 0
         session.commit()
-        assert security._credential_changes.seen != at_flush
+        assert changes.seen != at_flush
+
+        changes.close()
+        sensor.disabled = False
+        session.commit()
+        assert changes.seen == at_flush + 1  # closed: no longer counting
     engine.dispose()
+
+
+def test_two_apps_count_their_own_credential_changes(app_factory):
+    first, second = app_factory(["auth"], AUTH_SETTINGS), app_factory(["auth"], AUTH_SETTINGS)
+    first_changes = first.registry["sensorhub.auth.policy"].credential_changes
+    second_changes = second.registry["sensorhub.auth.policy"].credential_changes
+    session = first.registry["dbsession_factory"]()
+    try:
+        sensor = Sensor(name="s", meta={}, disabled=False)
+        session.add(sensor)
+        session.flush()
+        sensor.disabled = True
+        session.flush()
+        assert first_changes.seen != 0
+        assert second_changes.seen == 0
+
+        close_app(first.registry)
+        counted = first_changes.seen
+        sensor.disabled = False
+        session.flush()
+        assert first_changes.seen == counted  # a closed app's listeners are gone
+    finally:
+        session.rollback()
+        session.close()
 
 
 # --- identity for the rest of the app

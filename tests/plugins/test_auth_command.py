@@ -18,7 +18,9 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def app_settings():
-    return AUTH_SETTINGS
+    # A command is another app (in production, another process): its changes reach the server
+    # within the lookup TTL. With none, the server sees each change at its next request.
+    return {**AUTH_SETTINGS, "sensorhub.auth.token_cache_ttl": "0"}
 
 
 @pytest.fixture(autouse=True)
@@ -159,9 +161,17 @@ def test_operator_mistakes_exit_non_zero_with_one_line(ini_file, capsys, argv, m
 
 
 @pytest.mark.parametrize("action", [["create", "--name", "x"], ["rotate", "sen_x"]])
-def test_a_token_lifetime_without_a_unit_is_refused_before_anything_runs(capsys, action):
+@pytest.mark.parametrize(
+    "lifetime, message",
+    [
+        ("90", "expected a duration with a unit, such as 500ms, 30s"),
+        ("0", "must be more than 0"),  # not a token that never expires
+    ],
+)
+def test_a_token_lifetime_without_a_unit_or_of_zero_is_refused_before_anything_runs(
+    capsys, action, lifetime, message
+):
     with pytest.raises(SystemExit) as exit_info:
-        admin(["sensor", *action, "--expires-in", "90", "no-such.ini"])
+        admin(["sensor", *action, "--expires-in", lifetime, "no-such.ini"])
     assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert "argument --expires-in: expected a duration with a unit, such as 500ms, 30s" in error
+    assert f"argument --expires-in: {message}" in capsys.readouterr().err

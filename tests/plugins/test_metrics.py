@@ -27,6 +27,7 @@ from sensorhub.events import (
     SensorAuthenticated,
     notify_after_commit,
 )
+from sensorhub.lifecycle import close_app
 from sensorhub.metrics import metrics_of as recorder_of
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError, StartupError
@@ -468,6 +469,26 @@ def test_database_transactions_are_timed_from_begin_to_commit(committing_testapp
     after = scrape(committing_testapp)
     name = "sensorhub_db_transaction_duration_seconds_count"
     assert value(after, name, outcome="commit") - value(before, name, outcome="commit") >= 1
+
+
+def test_apps_sharing_an_engine_each_time_its_transactions_until_closed(app_factory):
+    first, second = app_factory(["metrics"]), app_factory(["metrics"])
+    engine = first.registry["dbengine"]
+    assert second.registry["dbengine"] is engine
+    name = "sensorhub_db_transaction_duration_seconds_count"
+
+    def commits(app) -> float:
+        return value(scrape(webtest.TestApp(app)), name, outcome="commit")
+
+    before = commits(first), commits(second)
+    with engine.begin():
+        pass
+    assert (commits(first), commits(second)) == (before[0] + 1, before[1] + 1)
+
+    close_app(first.registry)
+    with engine.begin():
+        pass
+    assert (commits(first), commits(second)) == (before[0] + 1, before[1] + 2)
 
 
 # --- USE

@@ -8,19 +8,16 @@ Timestamps use ``UTCDateTime``: always timezone-aware UTC, on SQLite and Postgre
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.models import Base
 from sensorhub.models.meta import UTCDateTime
+from sensorhub.timestamps import utcnow
 
 from .settings import NAME
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class {{ cookiecutter.__model_class }}(Base):
