@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
+from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPSeeOther
 from pyramid.interfaces import ISecurityPolicy
 from pyramid.request import Request
 from pyramid.session import SignedCookieSessionFactory
 
-from sensorhub.identity import ADMIN, AdminIdentity
+from sensorhub.identity import ADMIN
 
 COOKIE_NAME = "sensorhub_dashboard"
 PREFIX = "/dashboard/"
@@ -73,12 +73,21 @@ def remember_expected_marker(registry) -> None:
     )
 
 
-def admin_by_token(request: Request, token: str) -> bool:
-    """Whether ``token`` is an admin credential, by the app's own security policy.
+class TooManyFailures(Exception):
+    """The security policy's brute-force guard blocks this address for ``retry_after`` s."""
 
-    The blank request carries the caller's address (so the policy's brute-force guard counts
-    sign-in failures per client) and no transaction (so a sensor token is not even looked up:
-    the dashboard is for admins only)."""
+    def __init__(self, retry_after: str):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def admin_by_token(request: Request, token: str) -> bool:
+    """Whether ``token`` is an admin credential, by the app's own security policy: the same
+    decision as ``permission=ADMIN`` on an API view, with the same brute-force guard (its 429
+    becomes :class:`TooManyFailures`) and the same failure events.
+
+    The blank request carries the caller's address (the guard counts per client) and no
+    transaction, so a sensor token is not even looked up: the dashboard is for admins only."""
     if not token or len(token) > 1024 or not token.isascii() or not token.isprintable():
         return False
     policy = request.registry.queryUtility(ISecurityPolicy)
@@ -90,7 +99,12 @@ def admin_by_token(request: Request, token: str) -> bool:
         },
     )
     blank.registry = request.registry
-    return isinstance(policy.identity(blank), AdminIdentity)
+    try:
+        return bool(policy.permits(blank, None, ADMIN))
+    except HTTPException as error:
+        if error.code == 429:
+            raise TooManyFailures(error.headers.get("Retry-After", "60")) from None
+        raise
 
 
 def sign_in(request: Request, token: str) -> None:

@@ -190,8 +190,25 @@ def sign_in_form(context, request):
 @html
 def sign_in(context, request):
     target = access.safe_next(request.POST.get("next"))
-    if access.admin_by_token(request, request.POST.get("token", "").strip()):
-        access.sign_in(request, request.POST["token"].strip())
+    token = request.POST.get("token", "").strip()
+    try:
+        admin = access.admin_by_token(request, token)
+    except access.TooManyFailures as blocked:
+        response = _render(
+            request,
+            "sign_in.jinja2",
+            429,
+            **_common(
+                request,
+                next=target,
+                error="Too many refused tokens from this address: try again in "
+                f"{blocked.retry_after} seconds.",
+            ),
+        )
+        response.headers["Retry-After"] = blocked.retry_after
+        return response
+    if admin:
+        access.sign_in(request, token)
         return HTTPSeeOther(location=target)
     # The token is never echoed back nor logged: the form comes back empty.
     return _render(
