@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyramid.interfaces import ISecurityPolicy
-from sqlalchemy import Table, bindparam, case, func, select
+from sqlalchemy import Table, bindparam, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from sensorhub.identity import DenyAllSecurityPolicy
@@ -127,17 +127,7 @@ class Queries:
             .offset(bindparam("offset"))
         )
         self._one = self._page.where(s.id == bindparam("sensor_id"))
-        recent = (
-            select(e.ts)
-            .where(e.sensor_id == bindparam("sensor_id"), e.ts >= bindparam("day_ago"))
-            .order_by(e.ts.desc())
-            .limit(count_cap + 1)
-            .subquery()
-        )
-        self._windows = select(
-            func.count(),
-            func.coalesce(func.sum(case((recent.c.ts >= bindparam("hour_ago"), 1), else_=0)), 0),
-        ).select_from(recent)
+        self._windows = _window_counts(self.events, count_cap)
         self._fleet = select(
             func.count(),
             func.coalesce(
@@ -179,14 +169,19 @@ class Queries:
     def page(self, session: Session, now: datetime, limit: int, offset: int) -> list[SensorRow]:
         rows = session.execute(self._page, {"limit": limit, "offset": offset}).all()
         now_us = _epoch_us(now)
-        shown = []
-        for row in rows:
-            day, hour = session.execute(
-                self._windows,
-                {"sensor_id": row[0], "day_ago": now_us - DAY_US, "hour_ago": now_us - HOUR_US},
-            ).one()
-            shown.append(self._sensor(row, now, last_hour=hour, last_day=day))
-        return shown
+        counts: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(rows), WINDOW_BATCH):
+            batch = [row[0] for row in rows[start : start + WINDOW_BATCH]]
+            batch += [""] * (WINDOW_BATCH - len(batch))  # no sensor has the empty id
+            parameters = {f"s{i}": sensor_id for i, sensor_id in enumerate(batch)}
+            parameters.update(day_ago=now_us - DAY_US, hour_ago=now_us - HOUR_US)
+            for index, day, hour in session.execute(self._windows, parameters):
+                if batch[index]:
+                    counts[batch[index]] = (day, hour)
+        return [
+            self._sensor(row, now, last_day=counts[row[0]][0], last_hour=counts[row[0]][1])
+            for row in rows
+        ]
 
     def sensor(self, session: Session, now: datetime, sensor_id: str) -> SensorRow | None:
         row = session.execute(
@@ -212,6 +207,36 @@ class Queries:
             stale=last_seen is None or now - last_seen > self.stale_after,
             **windows,
         )
+
+
+WINDOW_BATCH = 100  # sensors per window-count statement (SQLite allows 500 compound terms)
+
+
+def _window_counts(events: Table, cap: int):
+    """One statement for the hour and day counts of ``WINDOW_BATCH`` sensors (bind ``s0`` …):
+    per sensor, its events since ``day_ago`` newest first on the ``(sensor_id, ts, id)``
+    index, at most ``cap + 1`` of them, counted whole and since ``hour_ago``. One statement
+    instead of one per sensor: the per-execution cost, not SQLite's, dominated."""
+    e = events.c
+    parts = []
+    for index in range(WINDOW_BATCH):
+        recent = (
+            select(e.ts)
+            .where(e.sensor_id == bindparam(f"s{index}"), e.ts >= bindparam("day_ago"))
+            .order_by(e.ts.desc())
+            .limit(cap + 1)
+            .subquery(f"w{index}")
+        )
+        parts.append(
+            select(
+                literal(index),
+                func.count(),
+                func.coalesce(
+                    func.sum(case((recent.c.ts >= bindparam("hour_ago"), 1), else_=0)), 0
+                ),
+            ).select_from(recent)
+        )
+    return union_all(*parts)
 
 
 def _epoch_us(moment: datetime) -> int:
