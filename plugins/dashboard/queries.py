@@ -5,12 +5,13 @@ The dashboard owns no table. It reads the core's ``sensors`` and the ingest plug
 (``Base.metadata.tables``), never by importing that plugin. Every query is bounded by what a
 page shows, so a page costs the same at 10 sensors and at 10,000 with 10M events:
 
-- the overview: one page of sensors by primary key (``LIMIT``/``OFFSET`` on the key), joined to
-  their counters row (``ingest_sensor_stats``: accepted, duplicate and rejected counts and the
-  newest ``ts``, kept by the ingest plugin in the same transaction as the events, so nothing is
-  counted per request); then, per shown sensor, the events of the last day read newest first on
-  the ``(sensor_id, ts, id)`` index and capped at ``count_cap`` rows, which gives both the hour
-  and the day count in one index range. Fleet totals read the two small per-sensor tables only.
+- the overview: one page of sensor ids on the primary key alone (``LIMIT``/``OFFSET`` skip
+  index entries, not joined rows), joined to their counters row (``ingest_sensor_stats``:
+  accepted, duplicate and rejected counts and the newest ``ts``, kept by the ingest plugin in
+  the same transaction as the events, so nothing is counted per request); then one statement
+  per 100 shown sensors reads, for each, its events of the last day newest first on the
+  ``(sensor_id, ts, id)`` index, capped at ``count_cap + 1`` rows, which gives both the hour
+  and the day count from one index range. Fleet totals read the two per-sensor tables only.
 - a sensor's page: its row and counters by key, and its ``chart_events`` newest events on the
   same index (the charts and the latest-events list come from that one read).
 
@@ -110,23 +111,32 @@ class Queries:
         self.stale_after = timedelta(seconds=stale_after)
         self.count_cap = count_cap
         s, st, e = self.sensors.c, self.stats.c, self.events.c
-        self._page = (
-            select(
-                s.id,
-                s.name,
-                s.disabled,
-                s.last_seen_at,
-                func.coalesce(st.event_count, 0),
-                func.coalesce(st.duplicate_count, 0),
-                func.coalesce(st.rejected_count, 0),
-                st.last_event_at,
-            )
-            .select_from(self.sensors.outerjoin(self.stats, st.sensor_id == s.id))
+        # The page's keys first, on the primary key alone: OFFSET then skips index entries,
+        # not joined rows (the last page of 10,000 cost twice the first one otherwise).
+        keys = (
+            select(s.id)
             .order_by(s.id)
             .limit(bindparam("limit"))
             .offset(bindparam("offset"))
+            .subquery("page")
         )
-        self._one = self._page.where(s.id == bindparam("sensor_id"))
+        columns = (
+            s.id,
+            s.name,
+            s.disabled,
+            s.last_seen_at,
+            func.coalesce(st.event_count, 0),
+            func.coalesce(st.duplicate_count, 0),
+            func.coalesce(st.rejected_count, 0),
+            st.last_event_at,
+        )
+        with_counters = self.sensors.outerjoin(self.stats, st.sensor_id == s.id)
+        self._page = (
+            select(*columns).select_from(keys.join(with_counters, s.id == keys.c.id)).order_by(s.id)
+        )
+        self._one = (
+            select(*columns).select_from(with_counters).where(s.id == bindparam("sensor_id"))
+        )
         self._windows = _window_counts(self.events, count_cap)
         self._fleet = select(
             func.count(),
@@ -184,9 +194,7 @@ class Queries:
         ]
 
     def sensor(self, session: Session, now: datetime, sensor_id: str) -> SensorRow | None:
-        row = session.execute(
-            self._one, {"sensor_id": sensor_id, "limit": 1, "offset": 0}
-        ).one_or_none()
+        row = session.execute(self._one, {"sensor_id": sensor_id}).one_or_none()
         return None if row is None else self._sensor(row, now)
 
     def latest_events(self, session: Session, sensor_id: str) -> list[Event]:
