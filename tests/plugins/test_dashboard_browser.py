@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -90,22 +89,18 @@ def server(tmp_path_factory):
     database_url = f"sqlite:///{workdir / 'dashboard.sqlite'}"
     migrate(database_url)
     port = free_port()
-    ini = workdir / "dashboard.ini"
-    ini.write_text(
-        textwrap.dedent(f"""
-        [app:main]
-        use = egg:sensorhub
-        sensorhub.plugins = auth ingest dashboard
-        sensorhub.database.url = {database_url}
-        sensorhub.port = {port}
-        sensorhub.threads = 4
+    settings = {
+        "use": "egg:sensorhub",
+        "sensorhub.plugins": "auth ingest dashboard",
+        "sensorhub.database.url": database_url,
+        "sensorhub.port": port,
+        "sensorhub.threads": 4,
         # http://127.0.0.1: a Secure cookie would not come back over plain HTTP.
-        sensorhub.dashboard.secure_cookie = false
-
-        [server:main]
-        use = egg:sensorhub
-    """)
-    )
+        "sensorhub.dashboard.secure_cookie": "false",
+    }
+    ini = workdir / "dashboard.ini"
+    lines = ["[app:main]", *(f"{key} = {value}" for key, value in settings.items())]
+    ini.write_text("\n".join([*lines, "", "[server:main]", "use = egg:sensorhub", ""]))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
     environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
     environ["SENSORHUB_DASHBOARD_SESSION_SECRET"] = SESSION_SECRET
