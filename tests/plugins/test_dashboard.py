@@ -178,14 +178,21 @@ def test_rotating_the_admin_token_ends_old_sessions(app_factory, testapp, tm, db
 def test_a_sign_in_ends_after_the_session_lifetime(app_factory, tm, dbsession, monkeypatch):
     app = app_factory(
         ["auth", "ingest", "dashboard"],
-        {**SETTINGS, "sensorhub.dashboard.session_lifetime": "1h"},
+        {**SETTINGS, "sensorhub.dashboard.session_lifetime": "1m"},
     )
     client = webtest.TestApp(app, extra_environ=doomed_environ(tm, dbsession))
     sign_in(client)
     client.get("/dashboard/", status=200)
-    later = time.time() + 3601
+    later = time.time() + 61  # within the idle timeout (30m): only the lifetime is over
     monkeypatch.setattr("plugins.dashboard.access.time.time", lambda: later)
     client.get("/dashboard/", status=303)
+
+
+@pytest.mark.parametrize("token", ["", "token with spaces\x07", "tøken-0123456789abcdef"])
+def test_a_token_no_policy_could_accept_is_refused_at_once(testapp, token):
+    form = testapp.get("/dashboard/sign-in").forms[0]
+    form["token"] = token
+    assert "That is not the admin token" in form.submit(status=403).text
 
 
 def test_pages_are_never_cached_nor_framed(testapp):
