@@ -49,6 +49,7 @@ def make_app(
     config.registry["sensorhub.environ"] = dict(environ if environ is not None else os.environ)
     config.registry["sensorhub.process"] = process
     config.include(".settings")  # first: every include below declares its settings in the table
+    config.include(".lifecycle")  # the add_closer directive: plugins' machinery ends with the app
     config.include(".renderers")  # orjson-backed "json" renderer for every view
     config.include(".server")  # host/port/threads, read by the server runner
     config.include(".request_id")  # outermost tween: every response and log line has the ID

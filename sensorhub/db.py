@@ -211,9 +211,29 @@ def begin_writing(dbsession: Session) -> None:
 
 def add_reader_route(config: Configurator, route_name: str) -> None:
     """Declare that requests to ``route_name`` only read in ``request.dbsession``, whatever
-    their method (their writes go through another connection): on SQLite they then never hold
-    the write lock while they authenticate, parse or wait."""
+    their method (their writes go through another connection and may wait there): on SQLite
+    they then never hold the write lock while they authenticate, parse or wait, and for a
+    writing method whatever authentication did in the request's transaction (its reads, now
+    and then a last-used touch) is committed before the view runs, so the view holds neither a
+    lock nor a pooled connection while it reads the body or waits for its own commit."""
     config.registry[_READER_ROUTES].add(route_name)
+
+
+def _ends_request_transaction_first(view: Any, info: Any) -> Any:
+    """The view deriver behind :func:`add_reader_route`'s second promise (placed inside the
+    security check, so authentication has run)."""
+    if info.options.get("route_name") is None:
+        return view
+
+    def view_after_commit(context: Any, request: Request) -> Any:
+        if request.method not in READER_METHODS and _is_reader(request):
+            session = request.__dict__.get("dbsession")  # reified: present only once used
+            if session is not None and session.in_transaction():
+                request.tm.commit()
+                request.tm.begin()
+        return view(context, request)
+
+    return view_after_commit
 
 
 def _is_reader(request: Request) -> bool:
@@ -253,4 +273,5 @@ def includeme(config: Configurator) -> None:
     )
     config.registry[_READER_ROUTES] = set()
     config.add_directive("add_reader_route", add_reader_route)
+    config.add_view_deriver(_ends_request_transaction_first)
     config.add_request_method(_request_dbsession, "dbsession", reify=True)

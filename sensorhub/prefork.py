@@ -52,6 +52,8 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as _GunicornLogger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .lifecycle import close_app
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -141,6 +143,7 @@ def gunicorn_options(settings: dict[str, Any]) -> dict[str, Any]:
         "forwarded_allow_ips": settings["sensorhub.trusted_proxy"] or "127.0.0.1,::1",
         "pre_fork": _pre_fork,
         "post_fork": _post_fork,
+        "worker_exit": _worker_exit,
         "child_exit": _child_exit,
     }
 
@@ -317,6 +320,11 @@ def _post_fork(server: Any, worker: Any) -> None:
         # Pooled connections opened before the fork are the master's: drop them here without
         # closing them under the master (SQLAlchemy's recipe for os.fork).
         engine.dispose(close=False)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    # In the worker, after its last request: the app's machinery (a writer) finishes here.
+    close_app(worker.app.application.registry)
 
 
 def _child_exit(server: Any, worker: Any) -> None:

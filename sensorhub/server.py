@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from .lifecycle import close_app
 from .settings import Setting, as_duration, as_int, as_str
 
 if TYPE_CHECKING:
@@ -135,7 +136,10 @@ def serve(app: Router, global_conf: dict[str, str], **server_options: Any) -> No
         port=server.effective_port,
         threads=options["threads"],
     )
-    run_until_terminated(server)
+    try:
+        run_until_terminated(server)
+    finally:
+        close_app(app.registry)  # after the last request: plugins' writers commit what is queued
 
 
 def run_until_terminated(server: Any) -> None:

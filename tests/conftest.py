@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from sensorhub import make_app, migrations
 from sensorhub.db import DBSESSION_ENVIRON_KEY, get_tm_session
+from sensorhub.lifecycle import close_app
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_TOOLS = os.environ.get("SENSORHUB_REQUIRE_TOOLS") == "1"
@@ -219,7 +220,9 @@ def app_environ() -> dict:
 
 @pytest.fixture(scope="module")
 def app(ini_settings, database_url, dbengine, plugins, app_settings, app_environ):
-    return build_app(ini_settings, database_url, dbengine, plugins, app_settings, app_environ)
+    app = build_app(ini_settings, database_url, dbengine, plugins, app_settings, app_environ)
+    yield app
+    close_app(app.registry)
 
 
 def build_app(ini_settings, database_url, dbengine, plugins=(), settings=None, environ=None):
@@ -238,10 +241,16 @@ def app_factory(ini_settings, database_url, dbengine):
     """Build a differently configured app inside a test: ``app_factory(plugins, settings,
     environ)``."""
 
-    def factory(plugins=(), settings=None, environ=None):
-        return build_app(ini_settings, database_url, dbengine, plugins, settings, environ)
+    built = []
 
-    return factory
+    def factory(plugins=(), settings=None, environ=None):
+        app = build_app(ini_settings, database_url, dbengine, plugins, settings, environ)
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        close_app(app.registry)
 
 
 @pytest.fixture

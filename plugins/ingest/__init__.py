@@ -35,9 +35,10 @@ Durability: an event is acknowledged (``201``) only after the transaction holdin
 A request that times out waiting for its commit gets ``503`` and may still have been stored;
 a resend with the same ``eventId`` is then answered ``duplicate`` (send ``eventId``s).
 
-Group commit (``sensorhub.ingest.group_commit``, default on): a writer thread per process
-commits the queued events of many requests in one transaction and only then answers each;
-see ``writer.py``. Off: each request inserts through ``request.dbsession`` (pyramid_tm).
+Storage: views hand a request's validated events to the app's ``EventStore`` (``store.py``):
+with group commit (``sensorhub.ingest.group_commit``, default on) a writer thread per process
+commits the queued events of many requests in one transaction and only then answers each
+(``writer.py``); off, each request's events commit with its own transaction (pyramid_tm).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from sensorhub.settings import (
 )
 
 from .parsing import JSON, NDJSON, SENML, Limits, parse_body
+from .store import EventStore, RequestTransactionStore
 from .views import IngestConfig, get_own_events, get_sensor_events, post_events, sensor_counters
 from .writer import GroupCommitWriter
 
@@ -150,25 +152,24 @@ def includeme(config) -> None:
         max_future_seconds=settings["sensorhub.ingest.max_future"],
         retention_seconds=settings["sensorhub.ingest.retention"],
     )
-    writer = None
+    store: EventStore = RequestTransactionStore()
     if settings["sensorhub.ingest.group_commit"]:
-        writer = GroupCommitWriter(
+        store = GroupCommitWriter(
             config.registry["dbengine"],
+            commit_timeout=settings["sensorhub.request_timeout"],  # the core's request deadline
             max_events=settings["sensorhub.ingest.group_commit_max_events"],
             max_wait=settings["sensorhub.ingest.group_commit_max_wait"],
             max_queue=settings["sensorhub.ingest.group_commit_queue"],
             metrics=lambda: metrics_of(config.registry),
         )
+    config.add_closer(store.close)  # a writer commits what is queued when the app closes
     config.registry["ingest.config"] = IngestConfig(
-        limits=limits,
-        partial=settings["sensorhub.ingest.partial"],
-        writer=writer,
-        commit_timeout=settings["sensorhub.request_timeout"],  # the core's request deadline
+        limits=limits, partial=settings["sensorhub.ingest.partial"], store=store
     )
 
     config.add_route("ingest.events", f"{API_PREFIX}/events")
-    if writer is not None:
-        # The request's transaction only authenticates; the writer thread stores the events.
+    if store.writes_elsewhere:
+        # The request's transaction only authenticates: the core ends it before the view runs.
         config.add_reader_route("ingest.events")
     config.add_route("ingest.sensor_events", f"{API_PREFIX}/sensors/{{sensor_id}}/events")
     config.add_view(

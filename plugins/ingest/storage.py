@@ -50,8 +50,8 @@ EVENT_COLUMNS = ("sensor_id", "event_id", "type", "value", "unit", "ts", "receiv
 def _unnest_rows():
     """PostgreSQL: the rows as one array parameter per column, ``unnest``-ed back into rows.
     One short statement whatever the batch size: a multi-row ``VALUES`` of 100 events has 800
-    placeholders, which psycopg re-parses on every execution and the server re-plans (~10 ms per
-    100 events, against ~1 ms this way)."""
+    placeholders, which psycopg re-parses on every execution and the server re-plans (what that
+    cost is in docs/benchmarks.md)."""
     columns = events_table.c
     arrays = [bindparam(name, type_=postgresql.ARRAY(columns[name].type)) for name in EVENT_COLUMNS]
     rows = func.unnest(*arrays).table_valued(*EVENT_COLUMNS).render_derived(name="batch")
@@ -60,7 +60,7 @@ def _unnest_rows():
 
 # SQLite statements come in a few fixed row counts (the powers of two up to 512): any number of
 # rows is written as a handful of multi-row statements. SQLAlchemy does not cache the compiled
-# form of a multi-row VALUES (it recompiled 100 rows in ~9 ms), so each size is compiled once
+# form of a multi-row VALUES (it recompiles it on every call), so each size is compiled once
 # here, to its SQL text and the order of its positional parameters, and run as that text.
 _CHUNK_SIZES = tuple(2**exponent for exponent in range(9, -1, -1))
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import orjson
 import structlog
 from pyramid.response import Response
-from zope.sqlalchemy import mark_changed
 
 from sensorhub.errors import DATABASE_RETRY_AFTER_SECONDS, problem, problem_response
 from sensorhub.events import EventsIngested, notify_after_commit
@@ -34,9 +33,8 @@ from .storage import (
     encode_cursor,
     read_counters,
     select_events,
-    write_jobs,
 )
-from .writer import GroupCommitWriter, WriterUnavailable
+from .store import EventStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +48,7 @@ QUERY_PARAMS = frozenset({"type", "since", "until", "limit", "order", "cursor"})
 class IngestConfig:
     limits: Limits
     partial: bool
-    writer: GroupCommitWriter | None  # None: write through request.dbsession (pyramid_tm)
-    commit_timeout: float
+    store: EventStore
 
 
 def ingest_config(request) -> IngestConfig:
@@ -72,10 +69,6 @@ def _own_sensor_id(request) -> str:
 
 def post_events(request):
     config = ingest_config(request)
-    if config.writer is not None:
-        # Before reading and parsing the body: nothing of the request's own transaction (the
-        # auth lookup) is needed any more, and it must not be held while waiting.
-        _release_request_transaction(request)
     media = media_type(request)
     body = read_body(request, config.limits.max_body_bytes)
     try:
@@ -86,16 +79,23 @@ def post_events(request):
     # All or nothing by default; in partial mode a batch with no valid item is refused too.
     refuse = bool(rejections) and (not config.partial or len(rejections) == len(parsed.items))
     job = WriteJob(_own_sensor_id(request), [] if refuse else parsed.rows, len(rejections))
-    _commit(
+    try:
+        config.store.write(request, job)
+    except StoreUnavailable as error:
+        log.warning("events_not_committed", error=str(error), events=len(job.rows))
+        raise problem(
+            503,
+            "the events could not be committed; nothing was acknowledged: retry later",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    notify_after_commit(
         request,
-        config,
-        job,
         EventsIngested(
             request=request,
             sensor_id=job.sensor_id,
             batch_size=len(parsed.items),
-            accepted=0,
-            duplicates=0,
+            accepted=job.accepted,
+            duplicates=job.duplicates,
             rejected=len(rejections),
             rejected_by_reason=dict(Counter(rejection.reason for rejection in rejections)),
         ),
@@ -116,41 +116,6 @@ def post_events(request):
         "rejected": len(rejections),
         "results": _results(parsed.items, job.accepted_flags),
     }
-
-
-def _commit(request, config: IngestConfig, job: WriteJob, event: EventsIngested) -> None:
-    """Store ``job``; publish ``event`` (with the final counts) once it is committed."""
-    if config.writer is None:
-        write_jobs(request.dbsession.connection(), [job])
-        # Core statements bypass the ORM: without this, zope.sqlalchemy rolls the session back.
-        mark_changed(request.dbsession)
-        notify_after_commit(request, _with_counts(event, job))
-        return
-    try:
-        config.writer.submit(job, config.commit_timeout)
-    except WriterUnavailable as error:
-        log.warning("events_not_committed", error=str(error), events=len(job.rows))
-        raise problem(
-            503,
-            "the events could not be committed; nothing was acknowledged: retry later",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
-        )
-    request.registry.notify(_with_counts(event, job))
-
-
-def _with_counts(event: EventsIngested, job: WriteJob) -> EventsIngested:
-    accepted = job.accepted
-    return dataclasses.replace(event, accepted=accepted, duplicates=len(job.rows) - accepted)
-
-
-def _release_request_transaction(request) -> None:
-    """Commit what the request did so far (an auth plugin's reads, now and then its last-used
-    update) before waiting on the writer: on SQLite a transaction that wrote holds the write
-    lock the writer needs, and on PostgreSQL any would hold a pooled connection idle."""
-    session = request.__dict__.get("dbsession")  # reified: present only if already used
-    if session is not None and session.in_transaction():
-        request.tm.commit()
-        request.tm.begin()
 
 
 def _results(items: list, accepted_flags: list[bool]) -> list[dict]:

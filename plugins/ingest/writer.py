@@ -14,18 +14,16 @@ request with the error (the view answers 503 with ``Retry-After``). A full queue
 jobs at once (503) instead of letting latency grow without bound.
 
 Lifecycle: the thread starts on the first job and exits after ``idle_seconds`` without work
-(restarted by the next job), so apps built and dropped by tests leave no thread behind, and a
-pre-fork server starts its writer in each worker, after the fork. It is a daemon thread; at
-interpreter exit an ``atexit`` hook drains what is queued and stops it.
+(restarted by the next job), so a pre-fork server starts its writer in each worker, after the
+fork, and an idle app holds no thread. Closing the app (``config.add_closer``) commits what is
+queued and stops it.
 """
 
 from __future__ import annotations
 
-import atexit
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
 
 import structlog
@@ -33,13 +31,10 @@ import structlog
 from sensorhub.metrics import Metrics, NoMetrics
 
 from .storage import WriteJob, write_jobs
+from .store import StoreUnavailable
 from .turns import writer_turns
 
 log = structlog.get_logger(__name__)
-
-
-class WriterUnavailable(Exception):
-    """The job was not committed (queue full, writer stopped, timeout, or a database error)."""
 
 
 class _Pending:
@@ -52,14 +47,18 @@ class _Pending:
 
 
 _STOP = object()
-_live_writers: weakref.WeakSet = weakref.WeakSet()
 
 
 class GroupCommitWriter:
+    """An :class:`~.store.EventStore`: ``write`` returns once the job's group has committed."""
+
+    writes_elsewhere = True
+
     def __init__(
         self,
         engine,
         *,
+        commit_timeout: float = 10.0,
         max_events: int = 10000,
         max_wait: float = 0.0,
         max_queue: int = 10000,
@@ -77,21 +76,24 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
-        _live_writers.add(self)
+        self.commit_timeout = commit_timeout
 
     # --- request side
 
+    def write(self, request, job: WriteJob) -> None:
+        self.submit(job, self.commit_timeout)
+
     def submit(self, job: WriteJob, timeout: float) -> WriteJob:
         """Queue ``job``, wait until it is committed (outcomes filled) or raise
-        :class:`WriterUnavailable`."""
+        :class:`~.store.StoreUnavailable`."""
         pending = _Pending(job)
         with self._lock:
             if self._closed:
-                raise WriterUnavailable("the writer is shutting down")
+                raise StoreUnavailable("the writer is shutting down")
             try:
                 self._queue.put_nowait(pending)
             except queue.Full:
-                raise WriterUnavailable("the write queue is full") from None
+                raise StoreUnavailable("the write queue is full") from None
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="ingest-group-commit", daemon=True
@@ -100,9 +102,9 @@ class GroupCommitWriter:
         if not pending.done.wait(timeout):
             # It may still commit later: the client retries and, with an eventId, gets a
             # "duplicate" rather than a second row.
-            raise WriterUnavailable(f"the commit did not finish within {timeout:g}s")
+            raise StoreUnavailable(f"the commit did not finish within {timeout:g}s")
         if pending.error is not None:
-            raise WriterUnavailable(str(pending.error)) from pending.error
+            raise StoreUnavailable(str(pending.error)) from pending.error
         return job
 
     def close(self, timeout: float = 10.0) -> None:
@@ -210,9 +212,3 @@ class GroupCommitWriter:
     def _write(self, jobs: list[WriteJob]) -> None:
         with self._turns, self.engine.begin() as connection:
             write_jobs(connection, jobs)
-
-
-@atexit.register
-def _close_all_writers() -> None:
-    for writer in list(_live_writers):
-        writer.close(timeout=5.0)

@@ -28,6 +28,7 @@ import structlog
 from pyramid.paster import bootstrap, setup_logging
 
 from ..events import AdminCommandFinished
+from ..lifecycle import close_app
 
 ENTRY_POINT_GROUP = "sensorhub.commands"
 log = structlog.get_logger(__name__)
@@ -91,4 +92,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         env["closer"]()
+        close_app(env["registry"])
         env["registry"]["dbengine"].dispose()  # a one-off process leaves no connection behind

@@ -16,6 +16,7 @@ from plugins.ingest.models import stats_table
 from plugins.ingest.storage import WriteJob, write_jobs
 from plugins.ingest.writer import GroupCommitWriter
 from sensorhub.events import EventsIngested
+from sensorhub.lifecycle import close_app
 from tests.conftest import empty_all_tables
 from tests.plugins.test_auth_support import recording_statements
 from tests.plugins.test_ingest_support import (
@@ -50,9 +51,7 @@ def committing_app(app_factory, dbengine):
 
     yield build
     for app in built:
-        writer = app.registry["ingest.config"].writer
-        if writer is not None:
-            writer.close()
+        close_app(app.registry)
     empty_all_tables(dbengine)
 
 
@@ -194,7 +193,7 @@ def test_a_failed_commit_is_a_503_with_retry_after_and_nothing_acknowledged(
     app = committing_app()
     testapp = webtest.TestApp(app)
     _, headers = new_sensor(testapp)
-    writer = app.registry["ingest.config"].writer
+    writer = app.registry["ingest.config"].store
     writer.engine = create_engine(f"sqlite:///{tmp_path}/missing/dir/x.sqlite")  # cannot open
     problem = post_events(testapp, headers, {"type": "t"}, status=503)
     assert problem.headers["Retry-After"] and problem.content_type == "application/problem+json"
@@ -289,6 +288,19 @@ def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_tes
     writer.submit(WriteJob(sensor_id, [row("b")]), timeout=10)
     writer.close()
     assert not writer.running and stored_events(dbengine, sensor_id) == 2
+
+
+def test_closing_the_app_stops_its_writer_and_later_posts_get_a_503(committing_app):
+    app = committing_app()
+    testapp = webtest.TestApp(app)
+    _, headers = new_sensor(testapp)
+    post_events(testapp, headers, {"type": "t", "eventId": "before"}, status=201)
+    store = app.registry["ingest.config"].store
+    assert store.running
+    close_app(app.registry)
+    assert not store.running
+    problem = post_events(testapp, headers, {"type": "t", "eventId": "after"}, status=503)
+    assert problem.headers["Retry-After"]
 
 
 def test_pages_stay_stable_while_events_are_inserted(committing_testapp, app):
