@@ -10,7 +10,7 @@ PYTEST ?= -q -n auto
 CODE := sensorhub plugins tests bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-overload bench-breakdown plugin docs clean lock
+.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-overload bench-breakdown bench-dashboard plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-overload: install ## sensorhub-serve offered 1-4x its in-flight limit, the
 
 bench-breakdown: install ## what one request's pieces cost, in one process (no HTTP, one thread)
 	$(BIN)/python -m bench.breakdown
+
+bench-dashboard: install ## dashboard page timings on 10,000 sensors and 10M events (fills var/ once, minutes)
+	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
 
 plugin: install ## make plugin name=<name>: a new plugin from templates/plugin
 	$(BIN)/python -m sensorhub.scripts.new_plugin $(name)

@@ -15,9 +15,10 @@
 - Nothing is left running: each test process is a child subreaper (Linux), so a process a test
   started cannot escape by losing its parent; one still alive when the session ends fails the run.
 - Tests that need an outside tool carry its marker (``prometheus``; ``postgresql`` for a test
-  that starts a PostgreSQL server of its own, whatever the suite's database). Without the tool
-  they are skipped, saying how to install it; ``SENSORHUB_REQUIRE_TOOLS=1`` (``.ci/run``, which
-  installs them all) makes a missing tool a failure instead.
+  that starts a PostgreSQL server of its own, whatever the suite's database; ``browser`` for a
+  test that drives a headless Chromium). Without the tool they are skipped, saying how to
+  install it; ``SENSORHUB_REQUIRE_TOOLS=1`` (``.ci/run``, which installs them all) makes a
+  missing tool a failure instead.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ TOOLS = {
         "apt-get install prometheus prometheus-pushgateway",
     ),
     "postgresql": (("initdb",), "apt-get install postgresql"),
+    "browser": (("chromium", "chromedriver"), "apt-get install chromium chromium-driver"),
 }
 
 

@@ -11,7 +11,7 @@ import webtest
 
 from tests.plugins.test_ingest_support import AUTH_SETTINGS
 
-ALL_PLUGINS = ["logging", "metrics", "auth", "ingest"]
+ALL_PLUGINS = ["logging", "metrics", "auth", "ingest", "dashboard"]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def app_settings():
-    return AUTH_SETTINGS
+    return {**AUTH_SETTINGS, "sensorhub.dashboard.session_secret": "s" * 32}
 
 
 def served_operations(app) -> set[tuple[str, str]]:
