@@ -8,7 +8,8 @@ the same transaction, so a sender that is killed and started again with the same
 goes on from the next line, and sends what was spooled but not yet acknowledged.
 Exit status: 0 all delivered, 1 some events rejected or unreadable, 2 usage, 3 the server
 refused the token or the URL, 4 events still spooled when ``--wait`` ran out (the next run
-delivers them), 130 interrupted.
+delivers them). SIGINT or SIGTERM (how ``--follow`` is stopped) ends reading, delivers for up
+to 5 s more, and exits 0 or 4 likewise.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .spool import Rejected, SourcePosition, SpoolBusy
 
 READ_SIZE = 1 << 16
 FOLLOW_POLL_SECONDS = 0.25
+STOP_WAIT_SECONDS = 5.0  # on SIGINT/SIGTERM: how long to go on delivering before exiting
 CSV_NUMBERS = ("value",)
 EVENT_FIELDS = ("type", "value", "unit", "ts", "eventId")
 
@@ -113,18 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as error:
         say(str(error))
         status = 3
-    except KeyboardInterrupt:
-        status = 130
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: the normal end of --follow
+        status = 0 if _flushed(client, STOP_WAIT_SECONDS) else 4
     finally:
         if progress is not None:
             progress.stop()
         try:
-            client.close(timeout=5.0 if status == 130 else 0.0)
+            client.close(timeout=0.0)
         except ClientError:
             status = status or 3
     if status == 0 and (report.refused or report.unreadable):
         status = 1
     return status
+
+
+def _flushed(client: Client, timeout: float) -> bool:
+    try:
+        return client.flush(timeout)
+    except ClientError:
+        return False
 
 
 def read_token(token_file: str | None, p: argparse.ArgumentParser) -> str:

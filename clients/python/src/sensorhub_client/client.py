@@ -77,9 +77,9 @@ class Stats:
     accepted: int = 0
     duplicates: int = 0  # answered ``duplicate``: resends of events whose answer was lost
     rejected: int = 0
-    requests: int = 0
+    requests: int = 0  # to the server, GET /api/v1/ included
     connection_failures: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)  # answers by HTTP status
     waits: list[float] = field(default_factory=list)  # each pause before a resend, seconds
 
 
@@ -240,7 +240,7 @@ class Client:
     def _due(self) -> bool:
         if not self._pending or self._fatal is not None or time.monotonic() < self._not_before:
             return False
-        if self._flushing:
+        if self._flushing or self._limits is None:  # the limits are read before anything else
             return True
         if self._stopping:
             return False
@@ -267,8 +267,7 @@ class Client:
     def _deliver_one_batch(self) -> None:
         if self._limits is None:
             self._limits = self._read_limits()
-            if self._limits is None:
-                return
+            return  # now that the batch size is known, is a batch due?
         batch = self.spool.take(self._batch_count(), self._limits[1])
         if not batch:
             return
@@ -276,22 +275,28 @@ class Client:
         try:
             answer = self.transport.post_json(EVENTS_PATH, body)
         except ConnectionFailed as error:
-            with self._cond:
-                self._stats.requests += 1
-                self._stats.connection_failures += 1
+            self._count(None)
             self._retry_later(None, str(error))
             return
+        self._count(answer)
+        self._handle(answer, batch)
+
+    def _count(self, answer: Answer | None) -> None:
         with self._cond:
             self._stats.requests += 1
-            self._stats.statuses[answer.status] += 1
-        self._handle(answer, batch)
+            if answer is None:
+                self._stats.connection_failures += 1
+            else:
+                self._stats.statuses[answer.status] += 1
 
     def _read_limits(self) -> tuple[int, int] | None:
         try:
             answer = self.transport.get(API_ROOT_PATH)
         except ConnectionFailed as error:
+            self._count(None)
             self._retry_later(None, f"reading {API_ROOT_PATH}: {error}")
             return None
+        self._count(answer)
         if answer.status != 200:
             self._check_fatal(answer)
             self._retry_later(answer, f"reading {API_ROOT_PATH}: HTTP {answer.status}")
@@ -391,16 +396,7 @@ class Client:
 
     def _settle(self, delivered: list[str], refused: list[Rejected], duplicates: int) -> None:
         self.spool.settle(delivered, refused)
-        oldest = self.spool.oldest_spooled_at()
-        with self._cond:
-            self._pending -= len(delivered) + len(refused)
-            self._oldest = oldest
-            self._failures = 0
-            self._not_before = 0.0
-            self._stats.accepted += len(delivered) - duplicates
-            self._stats.duplicates += duplicates
-            self._stats.rejected += len(refused)
-            self._cond.notify_all()
+        # Reported before the counts change, so a flush() that returns has reported them all.
         for rejection in refused:
             log.warning(
                 "sensorhub_event_rejected: %s %s: %s",
@@ -413,6 +409,16 @@ class Client:
                     self.on_rejected(rejection)
                 except Exception:
                     log.exception("sensorhub_client_on_rejected_failed")
+        oldest = self.spool.oldest_spooled_at()
+        with self._cond:
+            self._pending -= len(delivered) + len(refused)
+            self._oldest = oldest
+            self._failures = 0
+            self._not_before = 0.0
+            self._stats.accepted += len(delivered) - duplicates
+            self._stats.duplicates += duplicates
+            self._stats.rejected += len(refused)
+            self._cond.notify_all()
 
     def _retry_later(self, answer: Answer | None, why: str) -> None:
         """Keep the batch spooled; pause as the server asks, or back off with jitter."""

@@ -105,6 +105,12 @@ class Spool:
             self._db.close()
             self._lock_file.close()
 
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def add(
         self, events: Iterable[Spooled], source: tuple[str, SourcePosition] | None = None
     ) -> int:
