@@ -8,9 +8,13 @@ limits shrank, a 5xx, a Retry-After on cue).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import ADMIN_TOKEN, call, free_port
@@ -208,3 +212,23 @@ def test_only_events_that_can_be_sent_as_json_are_spooled(tmp_path):
         with pytest.raises(TypeError):
             client.send({"type": "t", "eventId": 7})
         assert client.pending == 0
+
+
+def test_the_readmes_example_runs_as_written(tmp_path, default_hub):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("## A runnable example", 1)[1].split("```python\n", 1)[1]
+    (tmp_path / "example.py").write_text(example.split("```", 1)[0])
+    sensor = default_hub.new_sensor("readme")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
+    result = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        env={**environ, "SENSORHUB_URL": default_hub.url, "SENSORHUB_TOKEN": sensor["token"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused " in result.stdout and "invalid_field at events[4].type" in result.stdout
+    assert result.stdout.endswith("delivered 4, waiting 0\n")
+    assert len(default_hub.stored(sensor["sensorId"])) == 4
