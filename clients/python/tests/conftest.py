@@ -223,7 +223,7 @@ class FakeHub:
     Every POST is recorded: (monotonic time, headers, the events)."""
 
     def __init__(self, max_events: int = 1000, max_body_bytes: int = 1 << 20):
-        self.limits = {"maxEvents": max_events, "maxBodyBytes": max_body_bytes}
+        self.limits: dict | None = {"maxEvents": max_events, "maxBodyBytes": max_body_bytes}
         self.answers: list[tuple[int, dict, object]] = []
         self.posts: list[tuple[float, dict, list[dict]]] = []
         self.stored: dict[str, dict] = {}
@@ -234,7 +234,8 @@ class FakeHub:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
-                self.answer(200, {}, {"name": "sensorhub", "capabilities": {"ingest": fake.limits}})
+                capabilities = {"ingest": fake.limits} if fake.limits else {}
+                self.answer(200, {}, {"name": "sensorhub", "capabilities": capabilities})
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers["Content-Length"]))

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, stop_group
+from conftest import BIN, free_port, stop_group
+from sensorhub_client import Spool
 
 SEND = str(BIN / "sensorhub-send")
 
@@ -83,7 +84,7 @@ def test_a_refused_token_stops_it_with_the_servers_reason_and_exit_3(tmp_path, f
     assert "1 events stay in the spool" in result.stderr
 
 
-def test_following_a_file_sends_lines_as_they_are_written_and_resumes_where_it_stopped(
+def test_following_a_file_sends_lines_as_written_across_rotation_and_resumes_where_it_stopped(
     tmp_path, fake_hub
 ):
     server = fake_hub()
@@ -107,18 +108,22 @@ def test_following_a_file_sends_lines_as_they_are_written_and_resumes_where_it_s
             assert len(server.stored) == 4
             out.write("}\n")
         wait_for(lambda: len(server.stored) == 5)
+        # Rotated: the file is moved away and a new one started; the new one is read too.
+        readings.rename(tmp_path / "readings.ndjson.1")
+        readings.write_text('{"type": "t", "value": 5}\n')
+        wait_for(lambda: len(server.stored) == 6)
         follower.send_signal(signal.SIGTERM)  # how a service manager stops it
         assert follower.wait(10) == 0
     finally:
         stop_group(follower, signal.SIGKILL)
     with readings.open("a") as out:
-        out.write('{"type": "t", "value": 5}\n')
+        out.write('{"type": "t", "value": 6}\n')
     again = subprocess.run(
         [*command, str(readings)], env=environ(SENSORHUB_TOKEN="t"), timeout=30, check=False
     )
     assert again.returncode == 0
-    assert sorted(event["value"] for event in server.stored.values()) == [0, 1, 2, 3, 4, 5]
-    assert sum(server.batch_sizes()) == 6  # no line was sent twice
+    assert sorted(event["value"] for event in server.stored.values()) == list(range(7))
+    assert sum(server.batch_sizes()) == 7  # no line was sent twice
 
 
 def wait_for(condition, timeout: float = 10) -> None:
@@ -147,3 +152,36 @@ def test_on_a_terminal_it_shows_a_progress_line(tmp_path, fake_hub):
         os.close(leader)
         os.close(terminal)
     assert b"2 read, 2 delivered (0 duplicate), 0 rejected, 0 waiting" in shown
+
+
+def test_events_it_could_not_deliver_in_time_wait_in_the_spool_and_it_exits_4(tmp_path):
+    result = send(UNREACHABLE, tmp_path, '{"type": "t"}\n{"type": "t"}\n', "--wait", "0.3")
+    assert result.returncode == 4
+    assert (
+        "2 events are still spooled" in result.stderr and "the next run sends them" in result.stderr
+    )
+
+
+def test_two_senders_cannot_share_a_spool(tmp_path):
+    with Spool(tmp_path / "spool.sqlite"):
+        result = send(UNREACHABLE, tmp_path, '{"type": "t"}\n')
+    assert result.returncode == 2 and "in use by another process" in result.stderr
+
+
+def test_a_csv_file_read_again_goes_on_after_the_rows_already_sent(tmp_path, fake_hub):
+    server = fake_hub()
+    table = tmp_path / "readings.csv"
+    table.write_text("type,value\nt,1\nt,2\n")
+    assert send(server, tmp_path, "", str(table)).returncode == 0
+    with table.open("a") as out:
+        out.write("t,3\n")
+    assert send(server, tmp_path, "", str(table)).returncode == 0
+    assert sorted(event["value"] for event in server.stored.values()) == [1, 2, 3]
+    assert sum(server.batch_sizes()) == 3
+
+
+class Unreachable:
+    url = f"http://127.0.0.1:{free_port()}"
+
+
+UNREACHABLE = Unreachable()

@@ -14,11 +14,13 @@ import subprocess
 import sys
 import time
 import uuid
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 from conftest import ADMIN_TOKEN, call, free_port
-from sensorhub_client import Client, Spool, SpoolBusy, TokenRefused, uuid7
+from sensorhub_client import Client, ServerRefused, Spool, SpoolBusy, TokenRefused, uuid7
+from sensorhub_client.transport import Answer
 
 
 def accepted(*event_ids: str) -> dict:
@@ -232,3 +234,44 @@ def test_the_readmes_example_runs_as_written(tmp_path, default_hub):
     assert "refused " in result.stdout and "invalid_field at events[4].type" in result.stdout
     assert result.stdout.endswith("delivered 4, waiting 0\n")
     assert len(default_hub.stored(sensor["sensorId"])) == 4
+
+
+@pytest.mark.parametrize(
+    "answer, says",
+    [
+        ((404, {}, {"status": 404, "detail": "no such page"}), "refused the events \\(404\\)"),
+        ((308, {"Location": "https://hub.example/api/v1/events"}, {}), "redirects.*https://hub"),
+    ],
+    ids=["not-found", "redirect"],
+)
+def test_a_wrong_url_stops_sending_with_server_refused(tmp_path, fake_hub, answer, says):
+    server = fake_hub()
+    server.answers = [answer]
+    client = Client(server.url, "t", spool=tmp_path / "spool.sqlite")
+    client.send({"type": "t"})
+    with pytest.raises(ServerRefused, match=says):
+        client.flush(5)
+    with pytest.raises(ServerRefused):
+        client.close()
+
+
+def test_a_server_without_ingest_is_refused_before_anything_is_posted(tmp_path, fake_hub):
+    server = fake_hub()
+    server.limits = None  # GET /api/v1/ lists no ingest capability
+    client = Client(server.url, "t", spool=tmp_path / "spool.sqlite")
+    client.send({"type": "t"})
+    with pytest.raises(ServerRefused, match="does not take events"):
+        client.flush(5)
+    with pytest.raises(ServerRefused):
+        client.close()
+    assert server.posts == []
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date():
+    def after(value: str) -> float | None:
+        return Answer(503, {"retry-after": value}, b"").retry_after()
+
+    assert after("7") == 7.0
+    assert after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
+    assert after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past: at once
+    assert after("soon") is None  # unreadable: back off as without one

@@ -79,8 +79,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     p = parser()
+    args = p.parse_args(argv)
     if not args.url:
         p.error("--url (or SENSORHUB_URL) is required")
     if args.follow and not args.file:
@@ -194,7 +194,9 @@ class Reader:
             self._consume(sys.stdin.buffer.fileno(), 0, None)
             return
         while True:
-            with open(self.name, "rb") as handle:
+            # Unbuffered: the reads below are os.read on its descriptor, which a buffered
+            # file's readline and seek would leave at another offset than they report.
+            with open(self.name, "rb", buffering=0) as handle:
                 stat = os.fstat(handle.fileno())
                 identity = f"{stat.st_dev}:{stat.st_ino}"
                 saved = self.client.spool.source_position(self.name)

@@ -21,7 +21,7 @@ no answer, 5xx, 429/503 without one       keeps them; waits with jittered expone
                                           backoff (at most ``max_backoff``), then resends
 401                                       stops: :class:`TokenRefused` says why (revoked,
                                           expired, unknown…); the events stay spooled
-403, 404, 405, 415                        stops: :class:`ServerRefused`
+3xx, 403, 404, 405, 415                   stops: :class:`ServerRefused`
 ========================================  ==================================================
 
 A resend carries the same ``eventId``, so an event whose answer was lost (a crash, a timeout,
@@ -246,14 +246,23 @@ class Client:
             return False
         if self._pending >= self._batch_count():
             return True
-        return self._oldest is not None and time.time() - self._oldest >= self.max_age
+        return self._age_left() <= 0
+
+    def _age_left(self) -> float:
+        """Seconds until the oldest waiting event is due by age. Spool times are wall-clock (they
+        outlive the process); a clock set back (a sensor's first NTP sync) makes them due now
+        rather than hours from now."""
+        if self._oldest is None:
+            return self.max_age
+        age = time.time() - self._oldest
+        return 0.0 if age < 0 else self.max_age - age
 
     def _wait_time(self) -> float | None:
         waits = []
         if self._not_before:
             waits.append(self._not_before - time.monotonic())
-        if self._pending and self._oldest is not None:
-            waits.append(self._oldest + self.max_age - time.time())
+        if self._pending:
+            waits.append(self._age_left())
         return max(0.01, min(waits)) if waits else None
 
     def _batch_count(self) -> int:
@@ -336,6 +345,12 @@ class Client:
                 f"the server refused the token (401): {why[1] if why else _detail(answer)}; "
                 f"nothing more is sent, and {self._pending} events stay in the spool "
                 f"{self.spool.path} until a client with a valid token sends them"
+            )
+        if 300 <= answer.status < 400:
+            raise ServerRefused(
+                f"the server redirects ({answer.status}) to "
+                f"{answer.headers.get('location', 'another address')}: give the client that URL; "
+                f"{self._pending} events stay in the spool {self.spool.path}"
             )
         if answer.status in FATAL_STATUSES:
             raise ServerRefused(
