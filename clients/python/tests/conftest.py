@@ -184,10 +184,10 @@ class Hub:
             db.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def default_hub(tmp_path_factory, hub_database) -> Iterator[Hub]:
-    """A server with the default settings, shared by a module's tests (one start, not one
-    per test); each test makes a sensor of its own."""
+    """A server with the default settings, shared by the tests that do not stop or reconfigure
+    it (one start, not one per test); each test makes a sensor of its own."""
     server = Hub(tmp_path_factory.mktemp("default-hub"), hub_database, "pserve", {})
     try:
         yield server.start()

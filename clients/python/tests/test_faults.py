@@ -67,8 +67,10 @@ def test_a_server_killed_mid_stream_and_restarted_stores_every_event_exactly_onc
     assert spooled(tmp_path / "spool.sqlite") == 0
 
 
-def test_a_sender_killed_mid_stream_and_restarted_stores_every_line_exactly_once(hub, tmp_path):
-    server = hub(SENSORHUB_INGEST_MAX_EVENTS="50")
+def test_a_sender_killed_mid_stream_and_restarted_stores_every_line_exactly_once(
+    default_hub, tmp_path
+):
+    server = default_hub
     sensor = server.new_sensor()
     lines = 3000
     source = tmp_path / "readings.ndjson"
@@ -86,6 +88,8 @@ def test_a_sender_killed_mid_stream_and_restarted_stores_every_line_exactly_once
         str(spool),
         "--max-age",
         "0.05",
+        "--batch-size",
+        "50",  # many small requests: the kill lands mid-stream
         str(source),
     ]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
@@ -106,16 +110,17 @@ def test_a_sender_killed_mid_stream_and_restarted_stores_every_line_exactly_once
 
 def test_an_overloaded_server_is_waited_for_as_it_asks_and_stores_every_event_once(hub, tmp_path):
     # The production server with one request at a time and no queueing (503 + Retry-After),
-    # and 5 requests a second per sensor (429 + Retry-After); four sensors start at once and
-    # deliver 500 events each, 25 per request: 20 requests each, 4 s at the sensor rate.
+    # and 4 requests a second per sensor (429 + Retry-After); four sensors start at once and
+    # deliver 250 events each, 25 per request: 10 requests each, 1.5 s at the sensor rate.
     server = hub(
         "sensorhub-serve",
         SENSORHUB_WORKERS="1",
         SENSORHUB_THREADS="1",
         SENSORHUB_QUEUE_TIMEOUT="0",
-        SENSORHUB_AUTH_SENSOR_RATE="5",
-        SENSORHUB_AUTH_SENSOR_BURST="5",
+        SENSORHUB_AUTH_SENSOR_RATE="4",
+        SENSORHUB_AUTH_SENSOR_BURST="4",
         SENSORHUB_INGEST_MAX_EVENTS="25",
+        SENSORHUB_SHUTDOWN_GRACE="1s",  # nothing is in flight when the test stops it
     )
     fleet = [server.new_sensor(f"fleet-{n}") for n in range(4)]
     clients = [
@@ -126,7 +131,7 @@ def test_an_overloaded_server_is_waited_for_as_it_asks_and_stores_every_event_on
     try:
 
         def deliver(n: int) -> None:
-            sent[n] = clients[n].send_many({"type": "busy", "value": v} for v in range(500))
+            sent[n] = clients[n].send_many({"type": "busy", "value": v} for v in range(250))
 
         threads = [threading.Thread(target=deliver, args=(n,)) for n in range(len(fleet))]
         for thread in threads:
