@@ -11,7 +11,6 @@ The client never imports the server; these tests only start it and read its data
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sensorhub_client.transport import ConnectionFailed, Transport
 
 BIN = Path(sys.executable).parent
 ADMIN_TOKEN = "client-test-admin-token-0123456789"
@@ -48,18 +48,18 @@ def free_port() -> int:
 
 
 def call(port, method, path, body=None, token=ADMIN_TOKEN):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    """(status, JSON) of one request to a server on loopback, through the client's own HTTP."""
+    transport = Transport(f"http://127.0.0.1:{port}", token)
     try:
-        connection.request(
+        answer = transport.request(
             method,
             path,
-            body=json.dumps(body) if body is not None else None,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            json.dumps(body).encode() if body is not None else None,
+            {"Content-Type": "application/json"},
         )
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
     finally:
-        connection.close()
+        transport.close()
+    return answer.status, answer.json()
 
 
 def stop_group(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
@@ -143,7 +143,7 @@ class Hub:
             try:
                 if call(self.port, "GET", "/healthz")[0] == 200:
                     return self
-            except OSError:
+            except ConnectionFailed:
                 pass
             assert self.process.poll() is None, self.log_path.read_text()
             assert time.monotonic() < deadline, self.log_path.read_text()

@@ -72,25 +72,30 @@ class Transport:
         self._last_used = 0.0
 
     def get(self, path: str) -> Answer:
-        return self._request("GET", path, None, {})
+        return self.request("GET", path)
 
     def post_json(self, path: str, body: bytes) -> Answer:
         headers = {"Content-Type": "application/json"}
         if len(body) > self.gzip_above:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
-        return self._request("POST", path, body, headers)
+        return self.request("POST", path, body, headers)
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    def _request(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
+        """One request with the token; raises :class:`ConnectionFailed` when no answer came."""
         headers = {
-            **headers,
+            **(headers or {}),
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
