@@ -259,9 +259,10 @@ class Client:
 
     def _wait_time(self) -> float | None:
         waits = []
-        if self._not_before:
-            waits.append(self._not_before - time.monotonic())
-        if self._pending:
+        backoff = self._not_before - time.monotonic()
+        if backoff > 0:
+            waits.append(backoff)
+        elif self._pending:  # (during a backoff, age does not matter)
             waits.append(self._age_left())
         return max(0.01, min(waits)) if waits else None
 
