@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed-stamp
 INI ?= development.ini
 # pytest's options for every run: quiet, and one worker per core (pytest-xdist).
 PYTEST ?= -q -n auto
-CODE := sensorhub plugins tests bench
+CODE := sensorhub plugins tests bench clients/python
 
 .DEFAULT_GOAL := help
 .PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-overload bench-breakdown bench-dashboard plugin docs clean lock
@@ -15,13 +15,14 @@ CODE := sensorhub plugins tests bench
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(INSTALLED): setup.cfg setup.py requirements/constraints.txt
+# The sensor client (clients/python) too: its sensorhub-send lands in .venv/bin.
+$(INSTALLED): setup.cfg setup.py requirements/constraints.txt clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e '.[testing]'
+		-c requirements/constraints.txt -e '.[testing]' -e clients/python
 	@touch $@
 
-install: $(INSTALLED) ## create .venv and install SensorHub with pinned dependencies
+install: $(INSTALLED) ## create .venv and install SensorHub and its sensor client (sensorhub-send)
 
 migrate: install ## create or upgrade the database of $(INI) (default development.ini)
 	$(BIN)/sensorhub-admin migrate $(INI)
@@ -57,7 +58,7 @@ coverage: install ## the suite under branch coverage, subprocesses too; fails be
 	@echo "HTML report: build/coverage/html/index.html"
 	$(BIN)/coverage report  # fails under [coverage:report] fail_under in setup.cfg
 
-lint: install ## ruff lint, ruff format check, mypy (strict for sensorhub/, gradual for plugins/)
+lint: install ## ruff lint, ruff format check, mypy (strict for sensorhub/ and the client, gradual for plugins/)
 	$(BIN)/ruff check $(CODE)
 	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
