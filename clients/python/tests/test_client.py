@@ -169,6 +169,25 @@ def test_rejected_events_are_reported_set_aside_and_never_resent(
         assert again.pending == 0 and len(again.rejected()) == 2
 
 
+def test_an_event_id_already_stored_with_another_payload_is_reported_as_a_conflict(
+    tmp_path, default_hub
+):
+    sensor = default_hub.new_sensor()
+    rejected = []
+    with Client(
+        default_hub.url,
+        sensor["token"],
+        spool=tmp_path / "spool.sqlite",
+        on_rejected=rejected.append,
+    ) as client:
+        first = client.send({"type": "ok", "value": 1, "eventId": "reading-1"})
+        assert client.flush(10)
+        client.send({"type": "ok", "value": 2, "eventId": "reading-1"})  # not what it sent
+        assert client.flush(10) and client.pending == 0
+    assert [(r.event_id, r.reason) for r in rejected] == [(first, "conflict")]
+    assert [value for _, value in default_hub.stored(sensor["sensorId"])] == [1.0]
+
+
 def test_a_revoked_token_stops_sending_and_says_why_keeping_the_events(tmp_path, default_hub):
     server = default_hub
     sensor = server.new_sensor()

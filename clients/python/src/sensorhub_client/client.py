@@ -376,7 +376,9 @@ class Client:
             if result.get("status") in ("accepted", "duplicate"):
                 delivered.append(event.event_id)
                 duplicates += result["status"] == "duplicate"
-            elif result.get("status") == "rejected":
+            elif result.get("status") in ("rejected", "conflict"):
+                # A conflict: this eventId is stored with another payload. Resending cannot
+                # change that, so it is final like a rejection (reason "conflict").
                 refused.append(_rejection(event, result))
         self._settle(delivered, refused, duplicates)
 
@@ -468,7 +470,7 @@ def _rejection(event: Spooled, result: Mapping[str, Any]) -> Rejected:
     return Rejected(
         event.event_id,
         event.body,
-        str(result.get("reason", "rejected")),
+        str(result.get("reason", result.get("status", "rejected"))),
         str(result.get("path", "")),
         str(result.get("message", "")),
     )
