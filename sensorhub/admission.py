@@ -119,7 +119,7 @@ def admission_tween_factory(handler: Handler, registry: Registry) -> Handler:
     max_body = registry.settings["sensorhub.max_request_body_size"]
 
     def admission_tween(request: Request) -> Response:
-        if request.path_info in HEALTH_PATHS:
+        if request.environ.get("PATH_INFO") in HEALTH_PATHS:  # raw: it may not be UTF-8
             return handler(request)
         if (request.content_length or 0) > max_body:
             return problem_response(

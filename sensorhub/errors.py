@@ -67,13 +67,13 @@ def problem(
 ) -> HTTPException:
     """An HTTP exception that renders as a problem document with ``detail`` and ``errors``."""
     exc = status_map[status](detail=detail, headers=dict(headers or {}))
-    exc.problem_errors = (
-        [error.as_error() if isinstance(error, FieldError) else error for error in errors]
-        if errors
-        else None
-    )
+    exc.problem_errors = _as_dicts(errors) if errors else None
     exc.problem_title = title
     return exc
+
+
+def _as_dicts(errors: Sequence[FieldError | Mapping[str, object]]) -> list[Mapping[str, object]]:
+    return [error.as_error() if isinstance(error, FieldError) else error for error in errors]
 
 
 def problem_response(
@@ -82,7 +82,7 @@ def problem_response(
     detail: str,
     *,
     title: str | None = None,
-    errors: Sequence[Mapping[str, object]] | None = None,
+    errors: Sequence[FieldError | Mapping[str, object]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     exc_class = status_map.get(status)
@@ -94,7 +94,7 @@ def problem_response(
         "request_id": request.request_id,
     }
     if errors:
-        body["errors"] = list(errors)
+        body["errors"] = _as_dicts(errors)
     response = Response(
         body=orjson.dumps(body), status=status, content_type=PROBLEM_JSON, charset=None
     )
@@ -178,11 +178,16 @@ def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
     policy = request.registry.queryUtility(ISecurityPolicy)
     challenge = getattr(policy, "challenge_headers", None)
     headers = challenge(request) if challenge else {}
+    # A policy may say why it refused what was sent (revoked, expired, unknown…): the body
+    # then says so too, with the reason code, as WWW-Authenticate does for machines.
+    refusal = getattr(policy, "refusal", None)
+    refused: FieldError | None = refusal(request) if refusal else None
+    if refused is None:
+        detail = "authentication required: send 'Authorization: Bearer <token>'"
+    else:
+        detail = f"authentication failed: {refused.message}"
     return problem_response(
-        request,
-        401,
-        "authentication required: send 'Authorization: Bearer <token>'",
-        headers=headers,
+        request, 401, detail, headers=headers, errors=[refused] if refused else None
     )
 
 
@@ -200,7 +205,11 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 def undecodable_input_view(exc: UnicodeDecodeError, request: Request) -> Response:
     # WebOb decodes the query string and form bodies lazily; bytes that are not UTF-8 are the
     # client's mistake wherever a view happens to touch them.
-    return problem_response(request, 400, "the request's query string or body is not valid UTF-8")
+    return problem_response(
+        request,
+        400,
+        "the request's path, query string or body is not valid UTF-8: percent-encode UTF-8",
+    )
 
 
 def database_unavailable_view(exc: DBAPIError, request: Request) -> Response:

@@ -5,10 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from sensorhub.openapi import JSON, Operation
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="no control chars")]
+# Printable text only: a name is shown in terminals and pages, where control characters, line
+# separators and bidirectional overrides could disguise or inject what is shown.
+Name = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        pattern="^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]+$",
+        description="1-200 printable characters (no control characters)",
+    ),
+]
 Expiry = Annotated[
     str | int,
     msgspec.Meta(description="RFC 3339 with an offset, or integer epoch milliseconds"),
@@ -23,9 +34,11 @@ class SensorCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
 
 
 class SensorPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    name: Name | None = None
-    metadata: Metadata | None = None
-    disabled: bool | None = None
+    """Only the fields sent change; ``metadata: null`` clears it."""
+
+    name: Name | UnsetType = UNSET
+    metadata: Metadata | None | UnsetType = UNSET
+    disabled: bool | UnsetType = UNSET
 
 
 class TokenCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -79,7 +92,7 @@ class SensorSummary(Sensor):
 
 class SensorsPage(msgspec.Struct):
     sensors: list[SensorSummary]
-    next: str | None  # the URL of the next page; null on the last
+    nextCursor: str | None  # pass back as ?cursor= for the next page; null on the last
 
 
 class OwnSensor(msgspec.Struct):
@@ -99,7 +112,10 @@ class OwnSensorQuery(msgspec.Struct, omit_defaults=True):
 
 class SensorsQuery(msgspec.Struct, omit_defaults=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
-    after: str | None = None  # the last sensorId of the previous page
+    cursor: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern="^[A-Za-z0-9_-]+$")]
+        | None
+    ) = None  # nextCursor of the previous page
 
 
 OWN_SENSOR = Operation(

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy import mark_changed
 
 from sensorhub.db import begin_writing
-from sensorhub.errors import problem
+from sensorhub.errors import FieldError, problem
 from sensorhub.events import AuthenticationFailed, RequestRateLimited, SensorAuthenticated
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
 from sensorhub.models import Sensor
@@ -193,6 +193,14 @@ class BearerTokenSecurityPolicy:
                 f'error_description="{_DESCRIPTIONS[reason]}"'
             }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+
+    def refusal(self, request) -> FieldError | None:
+        """Why a presented credential was refused, for the 401's body (the core's contract):
+        the same reason code and words as ``WWW-Authenticate``; None when none was sent."""
+        reason = self._outcome(request).reason
+        if reason in _DESCRIPTIONS:
+            return FieldError("Authorization", _DESCRIPTIONS[reason], reason)
+        return None
 
     # --- authentication
 
@@ -415,7 +423,11 @@ def _token_in_query(request) -> bool:
     pairs = parse_qsl(
         request.environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="replace"
     )
-    return any(name.lower() in QUERY_TOKEN_NAMES or tokens.PREFIX in value for name, value in pairs)
+    # A bare key (``?shs_…``) carries a token as surely as a value does.
+    return any(
+        name.lower() in QUERY_TOKEN_NAMES or tokens.PREFIX in name or tokens.PREFIX in value
+        for name, value in pairs
+    )
 
 
 def _publish(request, event) -> None:

@@ -45,7 +45,11 @@ def check_metadata(metadata, path: str = "metadata") -> dict | None:
         return None
     if not isinstance(metadata, dict):
         raise FieldError(path, "must be a JSON object (or absent)")
-    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    try:
+        encoded = orjson.dumps(metadata)
+    except orjson.JSONEncodeError:
+        raise FieldError(path, "holds an integer beyond 64 bits: send it as a string") from None
+    if len(encoded) > MAX_METADATA_BYTES:
         raise FieldError(path, f"at most {MAX_METADATA_BYTES} bytes as JSON")
     return metadata
 

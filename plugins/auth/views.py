@@ -2,7 +2,7 @@
 
 Sensor side:   GET  /api/v1/sensor?sensorId=<own id>        (permission "sensor")
 Admin side:    POST /api/v1/sensors                          (admin, or the provisioning key)
-               GET  /api/v1/sensors?limit=&after=            (admin, keyset-paginated)
+               GET  /api/v1/sensors?limit=&cursor=           (admin, keyset-paginated)
                GET/PATCH /api/v1/sensors/{id}                (admin)
                GET/POST  /api/v1/sensors/{id}/tokens         (admin: list, issue for rotation)
                DELETE    /api/v1/sensors/{id}/tokens/{tid}   (admin: revoke)
@@ -13,8 +13,10 @@ A raw token appears in exactly two answers (creating a sensor, issuing a token),
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 
+from msgspec import UNSET
 from pyramid.httpexceptions import HTTPNotFound
 
 from sensorhub.api import API_PREFIX
@@ -22,42 +24,17 @@ from sensorhub.errors import FieldError, problem
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
 from sensorhub.sensor_info import sensor_info
 from sensorhub.timestamps import parse_datetime
-from sensorhub.validation import query_of
+from sensorhub.validation import body_of, query_of
 
 from . import schema, service
 from .security import ENROL
-
-DEFAULT_PAGE = 100
-MAX_PAGE = 500
-
-
-def _body(request) -> dict:
-    if not request.body:
-        return {}
-    try:
-        body = request.json_body
-    except ValueError:
-        raise problem(400, "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise problem(400, "the request body must be a JSON object")
-    return body
-
-
-def _query(request, name: str, default=None):
-    try:
-        return request.GET.get(name, default)
-    except UnicodeDecodeError:
-        raise problem(
-            400, "the query string is not valid UTF-8 (percent-encode UTF-8 bytes)"
-        ) from None
 
 
 def _invalid(error: FieldError):
     return problem(422, str(error), errors=[error])
 
 
-def _expiry(body: dict) -> datetime | None:
-    raw = body.get("expiresAt")
+def _expiry(raw: str | int | None) -> datetime | None:
     if raw is None:
         return None
     value = parse_datetime(raw)
@@ -68,7 +45,9 @@ def _expiry(body: dict) -> datetime | None:
             errors=[
                 FieldError(
                     "expiresAt",
-                    "RFC 3339 with an offset (2030-01-01T00:00:00Z) or integer epoch milliseconds",
+                    "RFC 3339 with an offset (2030-01-01T00:00:00Z) or integer epoch "
+                    "milliseconds, within the years 1 to 9999",
+                    "invalid_field",
                 )
             ],
         )
@@ -82,34 +61,20 @@ def _sensor_or_404(request):
     return sensor
 
 
-def _unknown_fields(body: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise problem(
-            422,
-            f"unknown field(s): {', '.join(unknown)}",
-            errors=[
-                FieldError(name, f"unknown field; expected one of: {', '.join(sorted(allowed))}")
-                for name in unknown
-            ],
-        )
-
-
 def _no_store(request) -> None:
     request.response.headers["Cache-Control"] = "no-store"
 
 
 def create_sensor(request):
-    body = _body(request)
-    _unknown_fields(body, {"name", "metadata", "expiresAt"})
+    body = body_of(request, schema.SensorCreate, allow_empty=True)
     issued_by = "admin" if isinstance(request.identity, AdminIdentity) else "provisioning"
     try:
         sensor, issued = service.create_sensor(
             request.dbsession,
-            body.get("name"),
-            body.get("metadata"),
+            body.name,
+            body.metadata,
             issued_by=issued_by,
-            expires_at=_expiry(body),
+            expires_at=_expiry(body.expiresAt),
         )
     except FieldError as error:
         raise _invalid(error) from None
@@ -146,26 +111,30 @@ def own_sensor(request):
 
 
 def list_sensors(request):
-    try:
-        limit = int(_query(request, "limit", DEFAULT_PAGE))
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValueError
-    except ValueError:
-        raise problem(
-            400,
-            f"limit must be an integer from 1 to {MAX_PAGE}",
-            errors=[FieldError("limit", f"an integer from 1 to {MAX_PAGE}")],
-        ) from None
-    after = _query(request, "after") or None
-    sensors = service.list_sensors(request.dbsession, limit, after)
+    query = query_of(request, schema.SensorsQuery)
+    after = None
+    if query.cursor is not None:
+        after = _decode_cursor(query.cursor)
+    sensors = service.list_sensors(request.dbsession, query.limit, after)
     active = service.count_active_tokens(request.dbsession, [s.id for s in sensors])
     items = [{**service.sensor_json(s), "activeTokens": active.get(s.id, 0)} for s in sensors]
-    next_url = None
-    if len(sensors) == limit:
-        next_url = request.route_path(
-            "auth.sensors", _query={"limit": limit, "after": sensors[-1].id}
-        )
-    return {"sensors": items, "next": next_url}
+    more = len(sensors) == query.limit
+    return {"sensors": items, "nextCursor": _encode_cursor(sensors[-1].id) if more else None}
+
+
+def _encode_cursor(sensor_id: str) -> str:
+    return base64.urlsafe_b64encode(sensor_id.encode()).rstrip(b"=").decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise problem(
+            422,
+            "cursor is not one this server issued: start again without it",
+            errors=[FieldError("cursor", "not one this server issued", "invalid_field")],
+        ) from None
 
 
 def get_sensor(request):
@@ -176,23 +145,16 @@ def get_sensor(request):
 
 def patch_sensor(request):
     sensor = _sensor_or_404(request)
-    body = _body(request)
-    _unknown_fields(body, {"name", "metadata", "disabled"})
+    body = body_of(request, schema.SensorPatch, allow_empty=True)
     try:
-        if "name" in body:
-            sensor.name = service.check_name(body["name"])
-        if "metadata" in body:
-            sensor.meta = service.check_metadata(body["metadata"])
+        if body.name is not UNSET:
+            sensor.name = service.check_name(body.name)
+        if body.metadata is not UNSET:
+            sensor.meta = service.check_metadata(body.metadata)
     except FieldError as error:
         raise _invalid(error) from None
-    if "disabled" in body:
-        if not isinstance(body["disabled"], bool):
-            raise problem(
-                422,
-                "disabled must be true or false",
-                errors=[FieldError("disabled", "a boolean")],
-            )
-        sensor.disabled = body["disabled"]
+    if body.disabled is not UNSET:
+        sensor.disabled = body.disabled
     request.dbsession.flush()
     return service.sensor_json(sensor)
 
@@ -208,11 +170,10 @@ def list_tokens(request):
 
 def issue_token(request):
     sensor = _sensor_or_404(request)
-    body = _body(request)
-    _unknown_fields(body, {"expiresAt"})
+    body = body_of(request, schema.TokenCreate, allow_empty=True)
     try:
         issued = service.issue_token(
-            request.dbsession, sensor, issued_by="admin", expires_at=_expiry(body)
+            request.dbsession, sensor, issued_by="admin", expires_at=_expiry(body.expiresAt)
         )
     except FieldError as error:
         raise _invalid(error) from None

@@ -38,7 +38,7 @@ from sensorhub.events import (
     RequestRateLimited,
     SensorAuthenticated,
 )
-from sensorhub.requests import matched_route_name, will_retry
+from sensorhub.requests import matched_route_name, raw_path, will_retry
 
 SUMMARY_LOGGER = "sensorhub.request"
 log = structlog.get_logger(SUMMARY_LOGGER)
@@ -100,7 +100,7 @@ def request_summary_tween_factory(handler, registry):
         line = {
             "method": request.method,
             "route": matched_route_name(request),
-            "path": request.path,
+            "path": raw_path(request),  # request.path raises on a path that is not UTF-8
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "request_id": request.request_id,

@@ -139,12 +139,12 @@ def test_admin_is_not_a_sensor(testapp):
 
 def test_admin_lists_sensors_page_by_page(testapp):
     ids = {create_sensor(testapp, f"s{i}")["sensorId"] for i in range(5)}
-    seen, url = [], "/api/v1/sensors?limit=2"
-    while url:
-        page = testapp.get(url, headers=ADMIN).json
+    seen, query = [], {"limit": 2}
+    while query:
+        page = testapp.get("/api/v1/sensors", query, headers=ADMIN).json
         assert len(page["sensors"]) <= 2
         seen += [s["sensorId"] for s in page["sensors"]]
-        url = page["next"]
+        query = {"limit": 2, "cursor": page["nextCursor"]} if page["nextCursor"] else None
     assert ids <= set(seen)
     assert len(seen) == len(set(seen))
 
@@ -588,3 +588,53 @@ def test_a_tween_above_the_transaction_may_ask_for_the_identity(app_factory, dbe
         assert failures == []
     finally:
         empty_all_tables(dbengine)
+
+
+# --- bodies the registry refuses, each with a 4xx that names what is wrong (never a 500)
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status",
+    [
+        (b"[" * 5000 + b"]" * 5000, "application/json", 400),  # nesting deeper than decoding
+        (b'{"name": "a\\ud800b"}', "application/json", 400),  # a lone surrogate
+        (b'{"name": "x"}', "application/json; charset=klingon", 415),
+        (b'{"name": "x"}', "application/json; charset=latin-1", 415),
+        (b'{"name": "x", "metadata": {"n": 123456789012345678901234567890}}', None, 422),
+        (b'{"name": "x", "expiresAt": 253402300800000}', None, 422),  # the year 10000
+        (b'{"name": "x", "expiresAt": -62135596800001}', None, 422),  # before the year 1
+        (b'{"name": "x", "expiresAt": "9999-12-31T23:59:60Z"}', None, 422),
+    ],
+)
+def test_a_body_the_registry_cannot_take_is_a_4xx_problem(testapp, body, content_type, status):
+    answer = testapp.post(
+        "/api/v1/sensors",
+        body,
+        headers={**ADMIN, "Content-Type": content_type or "application/json"},
+        status=status,
+    )
+    assert answer.content_type == "application/problem+json"
+    assert answer.json["request_id"]
+
+
+@pytest.mark.parametrize("name", ["red\x1b[31malert", "rtl\u202eevil", "line\u2028break", "\x00"])
+def test_a_sensor_name_with_control_characters_is_refused(testapp, name):
+    problem = testapp.post_json("/api/v1/sensors", {"name": name}, headers=ADMIN, status=422).json
+    [error] = problem["errors"]
+    assert error["path"] == "name" and "printable" in error["message"]
+
+
+def test_every_bad_field_of_a_body_is_reported_at_once(testapp):
+    problem = testapp.post_json(
+        "/api/v1/sensors",
+        {"name": 7, "metadata": "not an object", "expiresAt": True, "colour": "red"},
+        headers=ADMIN,
+        status=422,
+    ).json
+    assert sorted(e["path"] for e in problem["errors"]) == [
+        "colour",
+        "expiresAt",
+        "metadata",
+        "name",
+    ]
+    assert {e["reason"] for e in problem["errors"]} == {"unknown_field", "invalid_field"}

@@ -112,6 +112,13 @@ def test_a_refused_credential_is_a_401_that_says_why(
     assert ('error="invalid_token"' in challenge) is invalid_token
     assert sensor["token"] not in response.text + challenge
     assert sensor["token"] not in repr(logs)
+    # The body says why as the header does: a reason code a client can act on.
+    errors = response.json.get("errors") or []
+    if invalid_token:
+        assert [(e["path"], e["reason"]) for e in errors] == [("Authorization", reason)]
+        assert errors[0]["message"] in challenge
+    else:
+        assert errors == [] and "send 'Authorization: Bearer" in response.json["detail"]
 
 
 def test_every_refusal_reason_is_one_the_core_declares():
@@ -129,6 +136,7 @@ def test_a_token_in_the_query_string_is_refused_even_with_a_valid_header(testapp
             {"access_token": sensor["token"]},
             {"sensorId": sensor["token"]},
             {"token": "anything"},
+            sensor["token"],  # a bare key: ?shs_…
         ):
             response = testapp.get(
                 "/api/v1/sensor", query, headers=bearer(sensor["token"]), status=400

@@ -547,3 +547,10 @@ def test_admin_commands_at_a_terminal_log_for_people_unless_the_environment_says
     admin_app(ini_settings, database_url, dbengine, {"SENSORHUB_LOGGING_FORMAT": "json"})
     log.info("for_machines")
     assert json.loads(terminal.getvalue())["event"] == "for_machines"
+
+
+def test_a_path_that_is_not_utf8_is_a_400_and_logged_as_sent(testapp, capsys):
+    problem = testapp.get("/api/v1/%ff%fe", status=400).json
+    assert "not valid UTF-8" in problem["detail"]
+    [line] = [line for line in records(capsys) if line["event"] == "request_finished"]
+    assert (line["path"], line["status"]) == ("/api/v1/%FF%FE", 400)
