@@ -12,6 +12,7 @@ are taken as they are (``"42"`` is not).
 from __future__ import annotations
 
 import functools
+import re
 import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,7 +73,7 @@ def check_fields(
         try:
             values[attribute] = msgspec.convert(raw[wire], annotated, strict=strict)
         except msgspec.ValidationError as error:
-            errors.append(_error(at, wire, "invalid_field", _expected(error, annotated)))
+            errors.append(_error(at, wire, "invalid_field", _expected(error, annotated, wire)))
     if errors:
         return None, errors
     return shape(**values), errors
@@ -138,14 +139,34 @@ def _error(at: str, name: str, reason: str, message: str) -> dict[str, str]:
     return {"path": f"{at}.{name}" if at else name, "reason": reason, "message": message}
 
 
-def _expected(error: msgspec.ValidationError, annotated: Any) -> str:
-    # msgspec says "Expected `int`, got `str` - at `$[0]`": the path is ours to give, and a
-    # regular expression is no answer for a person: the field's description says it better.
+# msgspec names Python types; a sender reads JSON.
+_JSON_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+}
+_GOT_WORDS = {**_JSON_WORDS, "bool": "a boolean"}
+_EXPECTED = re.compile(r"Expected `([^`]*)`(.*)")
+_GOT = re.compile(r"got `([^`]*)`")
+
+
+def _expected(error: msgspec.ValidationError, annotated: Any, name: str) -> str:
+    """``value must be a number or null, got a string`` from msgspec's ``Expected `float |
+    null`, got `str` - at `$[0]```: the path is ours to give, the words the sender's."""
     message = str(error).split(" - at `", 1)[0]
     description = _description(annotated)
     if description and "matching regex" in message:
-        return f"expected {description}"
-    return message
+        return f"{name} must be {description}"  # a regular expression is no answer for a person
+    match = _EXPECTED.fullmatch(message)
+    if match is None:
+        return f"{name}: {message}"
+    kinds = " or ".join(_JSON_WORDS.get(kind, kind) for kind in match[1].split(" | "))
+    rest = _GOT.sub(lambda got: "got " + _GOT_WORDS.get(got[1], got[1]), match[2])
+    return f"{name} must be {kinds}{rest}"
 
 
 def _description(annotated: Any) -> str | None:

@@ -136,6 +136,7 @@ LIST_SENSORS = Operation(
     tags=("sensors",),
     query=SensorsQuery,
     responses={200: ("a page of sensors", {JSON: SensorsPage})},
+    errors=(422,),
 )
 GET_SENSOR = Operation(
     "One sensor with its tokens (admin)",

@@ -6,11 +6,13 @@ insert (a plain dict, never an ORM object) or a :class:`Rejection` naming the fi
 bounded reason code and a message that says how to fix it. Problems with the body as a whole
 (malformed JSON, wrong shape, too many events) raise :class:`BodyError` with an HTTP status.
 
-Decoding is orjson, the fastest decoder ``make bench`` compares (docs/benchmarks.md); it refuses
-NaN and Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid
-UTF-8 and nesting deeper than 1024 levels, all as a decode error we answer with 400. Validation
-is a hand-written pass per item that reports *every* bad field of *every* item, which schema
-libraries that stop at the first error don't.
+Decoding is msgspec: it refuses NaN and Infinity literals, numbers that overflow a double,
+invalid UTF-8 and lone surrogates as a decode error we answer with 400, and keeps an integer
+beyond 64 bits exact (orjson would turn it into a float), so ``data`` holding one is refused
+instead of stored altered. Each item is checked against ``schema.Event`` (the shape the OpenAPI
+document publishes) in one msgspec call; an item that fails it is checked field by field so
+that *every* bad field of *every* item is reported. What a schema cannot say (the time window,
+sizes and depth of ``data``, printable text) is checked here.
 
 Timestamps are integer epoch microseconds (UTC) from here to the database: exact, cheap to
 compare and index, the same on SQLite and PostgreSQL. The API renders them as RFC 3339.
@@ -19,15 +21,17 @@ compare and index, the same on SQLite and PostgreSQL. The API renders them as RF
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
+import msgspec
 import orjson
 
 from sensorhub.errors import first_line
 from sensorhub.timestamps import format_timestamp, now_us, parse_timestamp
+from sensorhub.validation import check_fields
 
 from .rejection import REASONS, Rejection
+from .schema import NDJSON, SENML, Event
 from .senml import resolve_senml
 
 __all__ = [
@@ -42,12 +46,8 @@ __all__ = [
 ]
 
 JSON = "application/json"
-NDJSON = "application/x-ndjson"
-SENML = "application/senml+json"
 MEDIA_TYPES = {JSON: JSON, NDJSON: NDJSON, "application/ndjson": NDJSON, SENML: SENML}
 
-EVENT_FIELDS = frozenset({"type", "value", "unit", "ts", "eventId", "data"})
-TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_UNIT_CHARS = 32
 MAX_EVENT_ID_CHARS = 128
 
@@ -99,7 +99,7 @@ def parse_body(
     *,
     limits: Limits = DEFAULT_LIMITS,
     received_at: int | None = None,
-    loads=orjson.loads,
+    loads=msgspec.json.decode,
 ) -> ParsedBody:
     """Decode and validate a POST /api/v1/events body (see the module docstring).
 
@@ -114,6 +114,20 @@ def parse_body(
         )
     received = now_us() if received_at is None else received_at
     validator = EventValidator(limits, received)
+    if media == JSON and loads is msgspec.json.decode:
+        # The common case, an array of valid events, decoded straight into the shape: no
+        # dict per event. Anything else (one object, an envelope, a bad item) takes the path
+        # below, which finds and reports every problem.
+        try:
+            shaped = _EVENT_ARRAY.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            _check_count(len(shaped), limits)
+            return ParsedBody(
+                [validator.checked(event, index=index) for index, event in enumerate(shaped)],
+                received,
+            )
     if media == NDJSON:
         items = _ndjson_items(body, limits, validator, loads)
     else:
@@ -130,10 +144,13 @@ def parse_body(
     return ParsedBody(items, received)
 
 
+_EVENT_ARRAY = msgspec.json.Decoder(list[Event])
+
+
 def _decode(body: bytes, loads):
     try:
         return loads(body)
-    except (ValueError, RecursionError) as error:  # orjson.JSONDecodeError is a ValueError
+    except (ValueError, RecursionError) as error:  # msgspec.DecodeError is a ValueError
         raise BodyError(
             400, f"malformed JSON: {first_line(error) or type(error).__name__}"
         ) from None
@@ -204,20 +221,6 @@ def _ndjson_items(body: bytes, limits: Limits, validator: EventValidator, loads)
     return items
 
 
-# Sensors send few distinct types: remembering the valid ones skips the regex on the hot path.
-# Bounded, so a client sending endless distinct types cannot grow it.
-_KNOWN_TYPES: set[str] = set()
-_KNOWN_TYPES_MAX = 4096
-
-
-def _valid_new_type(kind: str) -> bool:
-    if TYPE_PATTERN.fullmatch(kind) is None:
-        return False
-    if len(_KNOWN_TYPES) < _KNOWN_TYPES_MAX:
-        _KNOWN_TYPES.add(kind)
-    return True
-
-
 class EventValidator:
     """Validates one decoded event object into a row, or a :class:`Rejection`."""
 
@@ -228,153 +231,146 @@ class EventValidator:
         self.earliest = max(0, received_at - int(limits.retention_seconds * 1_000_000))
 
     def validate(self, event, ts_us: int | None = None, *, index: int):
-        """``ts_us``: a timestamp already resolved (SenML); otherwise ``event["ts"]``."""
+        """``ts_us``: a timestamp already resolved (SenML); otherwise ``event["ts"]``.
+
+        The shape (``schema.Event``, the one the OpenAPI document publishes) is checked by
+        msgspec in one call; only when it fails is each field checked on its own, so that every
+        bad field is reported. What no schema can say is checked here after it."""
         if type(event) is not dict:
             return Rejection(
                 f"events[{index}]",
                 "not_an_object",
                 f"an event must be a JSON object, got {_json_type(event)}",
             )
-        event_id = event.get("eventId")
-        if not event.keys() <= EVENT_FIELDS:
-            unknown = sorted(key for key in event if key not in EVENT_FIELDS)
-            return Rejection(
-                f"events[{index}].{unknown[0]}",
-                "unknown_field",
-                f"unknown field(s) {', '.join(map(repr, unknown))}; an event has "
-                "only type, value, unit, ts, eventId and data",
-                _str_or_none(event_id),
+        try:
+            shaped = msgspec.convert(event, Event, strict=True)
+        except msgspec.ValidationError:
+            _, errors = check_fields(event, Event, strict=True, at=f"events[{index}]")
+            return Rejection.of(errors, _str_or_none(event.get("eventId")))
+        return self.checked(shaped, ts_us, index=index)
+
+    def checked(self, shaped: Event, ts_us: int | None = None, *, index: int):
+        """An event of the right shape as a row, or what no schema can say is wrong with it."""
+        event_id = shaped.eventId
+        at = f"events[{index}]."
+        problems: list[Rejection] = []
+        value = shaped.value
+        if value is not None and not math.isfinite(value):
+            problems.append(
+                Rejection(at + "value", "invalid_field", "value must be a finite number", event_id)
             )
-        kind = event.get("type")
-        if kind is None:
-            return Rejection(
-                f"events[{index}].type",
-                "missing_field",
-                "type is required: 1-64 characters from A-Z a-z 0-9 _ . : -",
-                _str_or_none(event_id),
-            )
-        if type(kind) is not str or (kind not in _KNOWN_TYPES and not _valid_new_type(kind)):
-            return self._invalid(
-                index, "type", "must be 1-64 characters from A-Z a-z 0-9 _ . : -", event_id
-            )
-        value = event.get("value")
-        if value is not None:
-            value_type = type(value)
-            if value_type is int:
-                try:
-                    value = float(value)
-                except OverflowError:
-                    return self._invalid(index, "value", "is too large for a double", event_id)
-            elif value_type is not float:
-                return self._invalid(
-                    index, "value", "must be a number or null, got " + _json_type(value), event_id
+        if shaped.unit is not None and not (shaped.unit and shaped.unit.isprintable()):
+            problems.append(
+                Rejection(
+                    at + "unit",
+                    "invalid_field",
+                    f"unit must be 1-{MAX_UNIT_CHARS} printable characters",
+                    event_id,
                 )
-            if not math.isfinite(value):
-                return self._invalid(
-                    index, "value", "must be finite (no NaN or Infinity)", event_id
-                )
-        unit = event.get("unit")
-        if unit is not None and (
-            type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_CHARS or not unit.isprintable()
-        ):
-            return self._invalid(
-                index, "unit", f"must be 1-{MAX_UNIT_CHARS} printable characters", event_id
             )
         # Printable only: control characters (NUL above all, which PostgreSQL text refuses)
         # have no business in an identifier or a unit.
-        if event_id is not None and (
-            type(event_id) is not str
-            or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS
-            or not event_id.isprintable()
-        ):
-            return Rejection(
-                f"events[{index}].eventId",
-                "invalid_field",
-                f"eventId must be 1-{MAX_EVENT_ID_CHARS} printable characters",
+        if shaped.eventId is not None and not shaped.eventId.isprintable():
+            problems.append(
+                Rejection(
+                    at + "eventId",
+                    "invalid_field",
+                    f"eventId must be 1-{MAX_EVENT_ID_CHARS} printable characters",
+                    event_id,
+                )
             )
-        ts = event.get("ts") if ts_us is None else ts_us
-        if ts is None:
-            ts = self.received_at
-        else:
-            if ts_us is None:
-                # parse_timestamp, with integers inlined for the hot path; one beyond its bounds
-                # is refused below, as too far ahead or too old.
-                ts = ts * 1000 if type(ts) is int else parse_timestamp(ts)
-                if ts is None:
-                    return self._invalid(
-                        index,
-                        "ts",
-                        "must be RFC 3339 with an offset "
-                        "(2026-01-31T12:00:00Z) or integer epoch "
-                        "milliseconds",
-                        event_id,
-                    )
-            if ts > self.latest:
-                return Rejection(
-                    f"events[{index}].ts",
-                    "ts_in_future",
-                    f"ts is more than {self.limits.max_future_seconds:g}s ahead "
-                    "of the server's clock; check the sensor's clock",
-                    event_id,
-                )
-            if ts < self.earliest:
-                return Rejection(
-                    f"events[{index}].ts",
-                    "ts_too_old",
-                    "ts is older than the retention of "
-                    f"{self.limits.retention_seconds / 86400:g} days",
-                    event_id,
-                )
-        data = event.get("data")
-        if data is not None:
-            if type(data) is not dict:
-                return self._invalid(
-                    index, "data", "must be a JSON object, got " + _json_type(data), event_id
-                )
-            try:
-                encoded = orjson.dumps(data)
-            except (TypeError, orjson.JSONEncodeError):
-                return self._invalid(
-                    index,
-                    "data",
-                    "holds a number JSON cannot carry exactly (an integer beyond 64 bits)",
-                    event_id,
-                )
-            if len(encoded) > self.limits.max_data_bytes:
-                return Rejection(
-                    f"events[{index}].data",
-                    "data_too_large",
-                    f"data is {len(encoded)} bytes as JSON; the limit is "
-                    f"{self.limits.max_data_bytes}",
-                    event_id,
-                )
-            # Cheap bound first: depth cannot exceed the number of opening brackets.
-            if (
-                encoded.count(b"{") + encoded.count(b"[") > self.limits.max_depth
-                and _depth(data) > self.limits.max_depth
-            ):
-                return Rejection(
-                    f"events[{index}].data",
-                    "data_too_deep",
-                    f"data nests deeper than {self.limits.max_depth} levels",
-                    event_id,
-                )
-            data = encoded.decode()
+        ts = self._ts(shaped.ts if ts_us is None else ts_us, ts_us is None, at, event_id, problems)
+        data = None
+        if shaped.data is not None:
+            data = self._data(shaped.data, at, event_id, problems)
+        if problems:
+            return Rejection.of(problems, event_id)
         return {
-            "event_id": event_id,
-            "type": kind,
+            "event_id": shaped.eventId,
+            "type": shaped.type,
             "value": value,
-            "unit": unit,
+            "unit": shaped.unit,
             "ts": ts,
             "received_at": self.received_at,
             "data": data,
         }
 
-    @staticmethod
-    def _invalid(index: int, name: str, message: str, event_id) -> Rejection:
-        return Rejection(
-            f"events[{index}].{name}", "invalid_field", f"{name} {message}", _str_or_none(event_id)
-        )
+    def _ts(self, ts, given: bool, at: str, event_id, problems: list) -> int:
+        if ts is None:
+            return self.received_at
+        if given:
+            ts = parse_timestamp(ts)
+            if ts is None:
+                problems.append(
+                    Rejection(
+                        at + "ts",
+                        "invalid_field",
+                        "ts must be RFC 3339 with an offset (2026-01-31T12:00:00Z) or integer "
+                        "epoch milliseconds",
+                        event_id,
+                    )
+                )
+                return self.received_at
+        if ts > self.latest:
+            problems.append(
+                Rejection(
+                    at + "ts",
+                    "ts_in_future",
+                    f"ts is more than {self.limits.max_future_seconds:g}s ahead of the server's "
+                    "clock; check the sensor's clock",
+                    event_id,
+                )
+            )
+        elif ts < self.earliest:
+            problems.append(
+                Rejection(
+                    at + "ts",
+                    "ts_too_old",
+                    "ts is older than the retention of "
+                    f"{self.limits.retention_seconds / 86400:g} days",
+                    event_id,
+                )
+            )
+        return ts
+
+    def _data(self, data: dict, at: str, event_id, problems: list) -> str | None:
+        try:
+            encoded = orjson.dumps(data)
+        except (TypeError, orjson.JSONEncodeError):
+            problems.append(
+                Rejection(
+                    at + "data",
+                    "invalid_field",
+                    "data holds a number JSON cannot carry exactly (an integer beyond 64 "
+                    "bits): send it as a string",
+                    event_id,
+                )
+            )
+            return None
+        if len(encoded) > self.limits.max_data_bytes:
+            problems.append(
+                Rejection(
+                    at + "data",
+                    "data_too_large",
+                    f"data is {len(encoded)} bytes as JSON; the limit is "
+                    f"{self.limits.max_data_bytes}",
+                    event_id,
+                )
+            )
+        # Cheap bound first: depth cannot exceed the number of opening brackets.
+        elif (
+            encoded.count(b"{") + encoded.count(b"[") > self.limits.max_depth
+            and _depth(data) > self.limits.max_depth
+        ):
+            problems.append(
+                Rejection(
+                    at + "data",
+                    "data_too_deep",
+                    f"data nests deeper than {self.limits.max_depth} levels",
+                    event_id,
+                )
+            )
+        return encoded.decode()
 
 
 def _str_or_none(value) -> str | None:

@@ -28,3 +28,14 @@ class Rejection(FieldError):
         arguments in the order of the JSON entry; ``reason`` is one of :data:`REASONS`."""
         super().__init__(path, message, reason)
         self.event_id = event_id
+        self.errors: list[dict] = [self.as_error()]  # every problem of the item, this first
+
+    @classmethod
+    def of(cls, problems: list, event_id: str | None = None) -> Rejection:
+        """One item's rejection from every problem found in it (field errors or their dicts):
+        the first names it (its path and reason are counted and shown), all are listed."""
+        entries = [p.as_error() if isinstance(p, FieldError) else dict(p) for p in problems]
+        first = entries[0]
+        rejection = cls(str(first["path"]), str(first["reason"]), str(first["message"]), event_id)
+        rejection.errors = entries
+        return rejection

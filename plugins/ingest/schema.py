@@ -12,13 +12,17 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from sensorhub.openapi import JSON, OneOf, Operation
+from sensorhub.openapi import JSON, FieldProblem, OneOf, Operation
 
-from .parsing import NDJSON, SENML
+NDJSON = "application/x-ndjson"
+SENML = "application/senml+json"
 
 EventType = Annotated[
     str,
-    msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="what was measured"),
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="1-64 characters from A-Z a-z 0-9 _ . : - (what was measured)",
+    ),
 ]
 Timestamp = Annotated[
     str | int,
@@ -69,6 +73,7 @@ class ItemResult(msgspec.Struct, omit_defaults=True):
     path: str | None = None
     reason: str | None = None
     message: str | None = None
+    errors: list[FieldProblem] | None = None  # a rejected item with several bad fields
 
 
 class IngestResult(msgspec.Struct):

@@ -105,7 +105,7 @@ def post_events(request):
             422,
             f"{len(rejections)} of {len(parsed.items)} events are invalid; "
             "nothing was stored: fix them and resend the batch",
-            errors=[rejection.as_error() for rejection in rejections],
+            errors=[error for rejection in rejections for error in rejection.errors],
         )
     request.response.status = 201
     return {
@@ -139,6 +139,8 @@ def _results(items: list, job: WriteJob) -> list[dict]:
                 entry["eventId"] = item["event_id"]
         else:
             entry = {"status": "rejected", **item.as_error()}
+            if len(item.errors) > 1:
+                entry["errors"] = item.errors
             if item.event_id is not None:
                 entry["eventId"] = item.event_id
         results.append(entry)

@@ -359,3 +359,42 @@ def test_arbitrary_bytes_never_crash_the_parser(body):
             parse_body(body, content_type, received_at=NOW_US)
         except BodyError as error:
             assert error.status in (400, 413)
+
+
+def test_every_bad_field_of_every_item_is_reported_with_its_path_and_reason():
+    parsed = parse_body(
+        b'[{"type": "a b", "value": "x", "zz": 1}, {"type": "ok"}, {"unit": 5}]',
+        "application/json",
+    )
+    first, second, third = parsed.items
+    assert type(second) is dict
+    assert [(e["path"], e["reason"]) for e in first.errors] == [
+        ("events[0].zz", "unknown_field"),
+        ("events[0].type", "invalid_field"),
+        ("events[0].value", "invalid_field"),
+    ]
+    assert [(e["path"], e["reason"]) for e in third.errors] == [
+        ("events[2].type", "missing_field"),
+        ("events[2].unit", "invalid_field"),
+    ]
+    assert first.errors[2]["message"] == "value must be a number or null, got a string"
+
+
+def test_an_integer_beyond_64_bits_in_data_is_refused_not_stored_as_a_float():
+    [item] = parse_body(
+        b'{"type": "t", "data": {"n": 123456789012345678901234567890}}', "application/json"
+    ).items
+    assert (item.path, item.reason) == ("events[0].data", "invalid_field")
+    assert "64 bits" in item.message
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'{"n": "t", "v": 1.5e308, "bv": 1.5e308}',  # base value + value: infinity
+        b'{"n": "t", "v": 1, "bt": 1.7e308, "t": 1.7e308}',  # base time + time: infinity
+    ],
+)
+def test_a_senml_sum_that_overflows_is_refused_not_stored_as_null(record):
+    [item] = parse_body(b"[" + record + b"]", "application/senml+json").items
+    assert type(item) is not dict and item.path.startswith("events[0].")
