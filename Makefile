@@ -18,7 +18,7 @@ help: ## list the targets and what each does
 $(INSTALLED): setup.cfg setup.py requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e '.[testing]'
+		-c requirements/constraints.txt -e '.[testing,deploy]'
 	@touch $@
 
 install: $(INSTALLED) ## create .venv and install SensorHub with pinned dependencies
