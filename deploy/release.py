@@ -199,7 +199,8 @@ def fill_wheelhouse(wheel: Path, wheelhouse: Path) -> None:
     cache = ROOT / "build" / "wheelhouse-cache"
     requirement = f"sensorhub[postgresql] @ {wheel.as_uri()}"
     pinned = ("--only-binary=:all:", "--constraint", str(ROOT / "requirements/constraints.txt"))
-    try:
+
+    def from_cache() -> None:
         _pip(
             "download",
             "--no-index",
@@ -210,18 +211,12 @@ def fill_wheelhouse(wheel: Path, wheelhouse: Path) -> None:
             str(wheelhouse),
             requirement,
         )
+
+    try:
+        from_cache()
     except ReleaseError:
         _pip("download", *pinned, "--dest", str(cache), requirement)
-        _pip(
-            "download",
-            "--no-index",
-            "--find-links",
-            str(cache),
-            *pinned,
-            "-d",
-            str(wheelhouse),
-            requirement,
-        )
+        from_cache()
     (wheelhouse / wheel.name).unlink(missing_ok=True)  # it sits beside the wheelhouse
 
 

@@ -23,13 +23,12 @@ import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import REQUIRE_TOOLS, ROOT, binary
+from tests.conftest import REQUIRE_TOOLS, ROOT, binary, worker_database
 
 BIN = Path(sys.executable).parent
 NODES = ("node1", "node2")
@@ -56,6 +55,17 @@ class Result:
         return {host: int(changed) for host, changed, *_ in RECAP.findall(self.output)}
 
 
+def play_window(log: str, play: str) -> tuple[float, float]:
+    """When ``play`` began and when the run's recap came, in the last run in ansible's log."""
+    stamps = {}
+    for line in log.splitlines():
+        for key, marker in (("start", f"PLAY [{play}"), ("end", "PLAY RECAP")):
+            if marker in line:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                stamps[key] = stamp.timestamp()
+    return stamps["start"], stamps["end"]
+
+
 @dataclass
 class Deployment:
     """One environment on this machine: two app nodes and an nginx, under ``root``."""
@@ -71,17 +81,21 @@ class Deployment:
 
     # --- releases and the playbook
 
+    def build_release(self, version: str) -> subprocess.CompletedProcess:
+        """``make release`` for this tree as ``version``, into the environment's folder."""
+        return subprocess.run(
+            [sys.executable, str(ROOT / "deploy" / "release.py"), "--out", str(self.root)],
+            env={**os.environ, "SENSORHUB_RELEASE_VERSION": version},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def release(self, version: str) -> Path:
-        """``make release``'s artifact for this tree as ``version`` (built once per version)."""
+        """The artifact of ``version``, built the first time it is asked for."""
         if version not in self.releases:
             started = time.monotonic()
-            result = subprocess.run(
-                [sys.executable, str(ROOT / "deploy" / "release.py"), "--out", str(self.root)],
-                env={**os.environ, "SENSORHUB_RELEASE_VERSION": version},
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+            result = self.build_release(version)
             assert result.returncode == 0, result.stderr
             self.releases[version] = Path(result.stdout.strip())
             self.timings[f"release {version}"] = time.monotonic() - started
@@ -132,6 +146,8 @@ class Deployment:
             ANSIBLE_HOME=str(self.root / "ansible-home"),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
+            # Timestamped lines: when each play and task began (figures of the switch).
+            ANSIBLE_LOG_PATH=str(self.root / "ansible.log"),
             SENSORHUB_DEPLOY_ROOT=str(self.root / "env"),
             SENSORHUB_DEPLOY_PORT_BASE=str(self.port_base),
             # The interpreter the release's wheels were built for (this venv's base Python).
@@ -245,9 +261,12 @@ def port_open(port: int) -> bool:
 
 
 def free_port_base() -> int:
-    """A base whose +1, +2 (the nodes) and +80 (nginx) are free on loopback."""
+    """A base whose +1, +2 (the nodes) and +80 (nginx) are free on loopback, below the kernel's
+    ephemeral range: a port in it can be taken, while a node restarts, as the local end of one
+    of the many client connections (nginx's, the test's) and the node could not bind again."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = secrets.randbelow(30000) + 20000
+        base = 10000 + secrets.randbelow(max(1, low - 10000 - 100))
         if not any(port_open(base + offset) for offset in (1, 2, 80)):
             return base
     raise AssertionError("no free loopback ports for the deploy test")
@@ -284,20 +303,6 @@ def http_request(
         connection.close()
 
 
-def deploy_database(server_url: str):
-    """A database of the deploy test's own on the throwaway server, created empty."""
-    base = make_url(server_url)
-    name = f"{base.database}_deploy"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     missing = [tool for tool in ("nginx",) if binary(tool) is None]
@@ -310,12 +315,14 @@ def deployment(tmp_path_factory):
         if REQUIRE_TOOLS:
             pytest.fail(f"SENSORHUB_REQUIRE_TOOLS=1 but the deploy test {reason}")
         pytest.skip(reason)
+    # A database of the deploy test's own on the throwaway server, dropped at the end.
+    databases = worker_database(server_url, "deploy")
     root = tmp_path_factory.mktemp("deploy")
     os.chmod(root, 0o755)  # noqa: S103 - nginx's workers read below it (secret files keep their own modes)
     deployment = Deployment(
         root=root,
         port_base=free_port_base(),
-        database_url=deploy_database(server_url),
+        database_url=next(databases),
         admin_token="deploy-test-admin-" + secrets.token_hex(16),
         vault_password=secrets.token_hex(16),
     )
@@ -323,6 +330,7 @@ def deployment(tmp_path_factory):
         yield deployment
     finally:
         deployment.stop_everything()
+        next(databases, None)
         figures = ROOT / "build" / "deploy-test"
         figures.mkdir(parents=True, exist_ok=True)
         (figures / "timings.json").write_text(json.dumps(deployment.timings, indent=2) + "\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,16 +24,17 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import ROOT
 
-from .conftest import NODES, http_request
+from .conftest import NODES, http_request, play_window
 
 pytestmark = pytest.mark.deploy
 
 # Three releases of the same tree, told apart by a local version label (deploy/release.py).
 BASE = "0.1.0"
 N, N_PLUS_1, N_PLUS_2 = (f"{BASE}+deploytest.{n}" for n in (1, 2, 3))
-# The broken release: a typo in the bind address of its group_vars. The app builds and migrates
-# (nothing there binds a socket) but its server cannot listen, so it never becomes ready.
-BROKEN_SETTING = "sensorhub_listen_host=app-node.invalid"
+# The broken release: its group_vars name a bind address this machine does not have (a
+# documentation address: nothing is ever sent to it). The app builds and migrates (nothing there
+# binds a socket) but its server cannot listen, so it never becomes ready.
+BROKEN_SETTING = "sensorhub_listen_host=192.0.2.1"
 FIGURES = ROOT / "build" / "deploy-test"
 
 
@@ -119,13 +119,7 @@ def test_a_release_is_one_checksummed_artifact_with_its_pins_and_deploy_files(de
 
 def test_a_version_is_built_once(deployment):
     deployment.release(N)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "release.py"), "--out", str(deployment.root)],
-        env={**os.environ, "SENSORHUB_RELEASE_VERSION": N},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = deployment.build_release(N)
     assert result.returncode == 1
     assert "a version is built once" in result.stderr
 
@@ -276,6 +270,7 @@ class Poster:
         self.failures: Counter = Counter()
         self.acknowledged: set[str] = set()
         self.requests = 0
+        self.sent_at: list[float] = []  # wall-clock time of each request, for the switch window
         self.workers = [
             threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(threads)
         ]
@@ -322,6 +317,7 @@ class Poster:
     def record(self, status, failure: bool) -> None:
         with self.lock:
             self.requests += 1
+            self.sent_at.append(time.time())
             self.statuses[status] += 1
             if failure:
                 self.failures[status] += 1
@@ -336,8 +332,13 @@ def test_upgrading_node_by_node_loses_no_acknowledged_event(deployment, first_de
     assert result.returncode == 0, result.output[-6000:]
     stored = stored_rows(deployment.database_url, sensor["sensorId"])
     switch_rows = Counter({k: v for k, v in stored.items() if k.startswith("switch-")})
+    start, end = play_window(
+        (deployment.root / "ansible.log").read_text(), "App nodes - migrate once, then switch"
+    )
     figures = {
-        "requests_during_switch": poster.requests,
+        "requests_during_deploy": poster.requests,
+        "requests_during_switch": sum(1 for t in poster.sent_at if start <= t <= end),
+        "switch_seconds": round(end - start, 1),
         "status_counts": {str(k): v for k, v in poster.statuses.items()},
         "failures_by_status": {str(k): v for k, v in poster.failures.items()},
         "events_acknowledged": len(poster.acknowledged),
