@@ -134,6 +134,12 @@ def test_the_first_deploy_serves_both_nodes_through_nginx(deployment, first_depl
     assert (status, body["accepted"]) == (201, 1)
 
 
+def test_the_database_is_migrated_once_per_deploy_from_the_first_node(first_deploy):
+    migrations = first_deploy.output.split("TASK [sensorhub : Migrate the database")[1:]
+    assert len(migrations) == 1
+    assert migrations[0].split("TASK [")[0].strip().splitlines()[-1] == "changed: [node1]"
+
+
 def test_secrets_reach_the_nodes_from_the_vault_and_stay_out_of_the_output(
     deployment, first_deploy
 ):
