@@ -148,7 +148,9 @@ class Deployment:
             ANSIBLE_FORCE_COLOR="0",
             # Timestamped lines: when each play and task began (figures of the switch).
             ANSIBLE_LOG_PATH=str(self.root / "ansible.log"),
-            SENSORHUB_DEPLOY_ROOT=str(self.root / "env"),
+            # Through a symlink, as a root under a linked /srv would be: the deploy must still
+            # recognise the release it installed (the re-run asserts changed=0).
+            SENSORHUB_DEPLOY_ROOT=str(self.root / "env-link"),
             SENSORHUB_DEPLOY_PORT_BASE=str(self.port_base),
             # The interpreter the release's wheels were built for (this venv's base Python).
             SENSORHUB_DEPLOY_PYTHON=os.path.realpath(sys.executable),
@@ -319,6 +321,8 @@ def deployment(tmp_path_factory):
     databases = worker_database(server_url, "deploy")
     root = tmp_path_factory.mktemp("deploy")
     os.chmod(root, 0o755)  # noqa: S103 - nginx's workers read below it (secret files keep their own modes)
+    (root / "env").mkdir()
+    (root / "env-link").symlink_to(root / "env")
     deployment = Deployment(
         root=root,
         port_base=free_port_base(),

@@ -157,7 +157,8 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(deployment, first_deploy
     # The deployed unit names paths that exist here: the release's sensorhub-serve, the env file.
     unit = deployment.unit("node1")
     text_ = unit.read_text()
-    assert f"ExecStart={deployment.node_dir('node1')}/current/venv/bin/sensorhub-serve" in text_
+    node1 = deployment.root / "env-link" / "node1"
+    assert f"ExecStart={node1}/current/venv/bin/sensorhub-serve" in text_
     assert "TimeoutStopSec=15" in text_  # development's 10 s drain plus the 5 s margin
     result = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
