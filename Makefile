@@ -7,10 +7,10 @@ INSTALLED := $(VENV)/.installed-stamp
 INI ?= development.ini
 # pytest's options for every run: quiet, and one worker per core (pytest-xdist).
 PYTEST ?= -q -n auto
-CODE := sensorhub plugins tests bench clients/python
+CODE := sensorhub plugins tests bench deploy clients/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist bench bench-overload bench-breakdown bench-dashboard plugin docs clean lock
+.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist release deploy-test bench bench-overload bench-breakdown bench-dashboard plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ help: ## list the targets and what each does
 $(INSTALLED): setup.cfg setup.py requirements/constraints.txt clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e '.[testing]' -e clients/python
+		-c requirements/constraints.txt -e '.[testing,deploy]' -e clients/python
 	@touch $@
 
 install: $(INSTALLED) ## create .venv and install SensorHub and its sensor client (sensorhub-send)
@@ -73,6 +73,13 @@ check: lint coverage ## before pushing: lint, format, types, the suite with its 
 dist: install ## build the sdist and wheel into dist/ (version from sensorhub/__version__.py)
 	rm -rf dist build
 	$(BIN)/python -m build --sdist --wheel --outdir dist .
+
+release: install ## build dist/releases/sensorhub-<version>.tar.gz: wheel, wheelhouse, pins, deploy files, checksums
+	$(BIN)/python deploy/release.py
+
+# Minutes, one process (the story is sequential): not part of `make test`; .ci/run calls it.
+deploy-test: install ## the deployment story for real: releases, Ansible, nginx, PostgreSQL, rollback
+	SENSORHUB_DEPLOY_TEST=1 .ci/with-postgresql $(BIN)/pytest -p no:xdist -s -m deploy tests/deploy $(PYTEST_ARGS)
 
 bench: install ## load benchmarks on 127.0.0.1, with ratios against a bare WSGI baseline
 	$(BIN)/python -m bench $(BENCH_ARGS)
