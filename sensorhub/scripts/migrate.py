@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from .. import migrations
-from .admin import CommandError, add_config_uri
+from .admin import CommandError
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +22,7 @@ class MigrateCommand:
     help = "create or upgrade the database schema (safe to run repeatedly)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_config_uri(parser)
+        pass  # only the ini, which the runner adds
 
     def run(self, args: argparse.Namespace, env: dict[str, Any]) -> None:
         registry = env["registry"]
