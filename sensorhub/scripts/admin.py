@@ -115,8 +115,18 @@ def duration_option(raw: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = AdminParser(prog="sensorhub-admin", description="SensorHub one-off admin commands.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = AdminParser(
+        prog="sensorhub-admin",
+        usage="sensorhub-admin [-h] COMMAND INI [arguments]",
+        description="SensorHub one-off admin commands, with the app's settings and plugins. "
+        "The ini comes right after the command: sensorhub-admin sensor show development.ini "
+        "sen_123. Exit status: 1 the command failed, 2 nothing ran (a mistake in the command "
+        "line, the ini or a setting).",
+    )
+    # prog given: argparse would otherwise build the commands' prog from the usage line above.
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, prog="sensorhub-admin"
+    )
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         command: Command = entry_point.load()
         sub = commands.add_parser(entry_point.name, help=command.help, description=command.help)

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from .. import migrations
+from ..text import printable
 from .admin import CommandError
 
 log = structlog.get_logger(__name__)
@@ -39,7 +40,8 @@ class MigrateCommand:
         migrations.upgrade(engine, locations)
         after = migrations.current_heads(engine)
         log.info("database_migrated", before=sorted(before), after=sorted(after))
-        sys.stdout.write(f"database at {', '.join(sorted(after))}\n")
+        # Revision ids are read from the database's alembic_version table: stored data.
+        sys.stdout.write(f"database at {printable(', '.join(sorted(after)))}\n")
 
 
 command = MigrateCommand()

@@ -196,3 +196,13 @@ def test_admin_processes_are_told_apart_from_servers(ini_file):
         assert env["registry"]["sensorhub.process"] == "admin"
     finally:
         env["closer"]()
+
+
+def test_a_command_missing_its_arguments_names_them_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        admin(["sensor", "show"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "sensorhub-admin sensor show: the following arguments are required: INI, sensor_id; "
+        "see: sensorhub-admin sensor show --help\n"
+    )
