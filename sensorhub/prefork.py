@@ -91,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as error:  # sensorhub.main's one-line start-up error
             sys.stderr.write(f"{error}\n")
             return 2
+        from .server import check_address
+
+        settings = app.registry.settings
+        # Gunicorn would retry the bind five times, logging each, then exit without saying
+        # which setting to change.
+        if problem := check_address(settings["sensorhub.host"], settings["sensorhub.port"]):
+            close_app(app.registry)
+            sys.stderr.write(f"sensorhub-serve: {problem}\n")
+            return 1
         return Server(app).run()
     finally:
         # A worker leaves through here too (gunicorn ends it with SystemExit): only the master

@@ -15,7 +15,10 @@ The remaining keys here configure both, where both have the notion.
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +139,16 @@ def serve(app: Router, global_conf: dict[str, str], **server_options: Any) -> No
             clear_untrusted_proxy_headers=True,
         )
     options.update(server_options)
-    server = waitress.create_server(app, **options)
+    try:
+        server = waitress.create_server(app, **options)
+    except OSError as error:
+        # pserve answers a SystemExit from here with "Exiting ..." on stdout and status 0, so
+        # the one line goes to stderr and the process ends with 1 itself (nothing is serving).
+        close_app(app.registry)
+        sys.stderr.write(f"sensorhub: {cannot_listen(options['host'], options['port'], error)}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(1)
     log.info(
         "server_starting",
         server="waitress",
@@ -148,6 +160,43 @@ def serve(app: Router, global_conf: dict[str, str], **server_options: Any) -> No
         run_until_terminated(server)
     finally:
         close_app(app.registry)  # after the last request: plugins' writers commit what is queued
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """One line for an operator whose server cannot listen: the address, why, and the settings
+    that choose it."""
+    address = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        why = "already in use (another server, or a SensorHub still running?)"
+    else:
+        why = f"cannot listen there ({error.strerror or error})"
+    return (
+        f"{address} is {why}: stop what holds it, or choose another port with sensorhub.port "
+        "in the ini or env SENSORHUB_PORT (the address: sensorhub.host, env SENSORHUB_HOST)"
+    )
+
+
+def check_address(host: str, port: int) -> str | None:
+    """:func:`cannot_listen`'s line if ``host:port`` cannot be bound right now, else None.
+
+    For a server that binds later, in a way that retries and logs instead of saying why
+    (gunicorn). Port 0 (any free port) always binds. Without SO_REUSEPORT a listening socket
+    elsewhere refuses the bind, as it will refuse the server's.
+    """
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        return cannot_listen(host, port, error)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return cannot_listen(host, port, error)
+    return None
 
 
 def run_until_terminated(server: Any) -> None:

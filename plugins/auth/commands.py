@@ -1,9 +1,11 @@
-"""``sensorhub-admin sensor create|list|show|rotate|revoke|disable … <ini>``.
+"""``sensorhub-admin sensor create|list|show|rotate|revoke|disable <ini> …``.
 
 Same settings, plugins and database as the app (through ``bootstrap``); every action runs in
 one transaction (``with request.tm``) and prints only after it committed, so a token printed
 is a token that exists. ``--json`` prints JSON (for scripts), otherwise a table. A new token
 is printed once, to stdout; the reminder that it will not be shown again goes to stderr.
+Names, metadata and hints are printed escaped (:mod:`sensorhub.text`): one stored before names
+were validated may hold terminal escapes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from datetime import datetime, timedelta
 import orjson
 
 from sensorhub.errors import FieldError
-from sensorhub.scripts.admin import CommandError, add_config_uri, duration_option
+from sensorhub.scripts.admin import CommandError, duration_option
 from sensorhub.scripts.settings import format_table
+from sensorhub.text import to_json
 from sensorhub.timestamps import utcnow
 
 from . import service
@@ -39,16 +42,13 @@ class SensorCommand:
         create.add_argument("--name", required=True)
         create.add_argument("--metadata", help='a JSON object, e.g. \'{"site": "north"}\'')
         create.add_argument("--expires-in", type=duration_option, help="token lifetime, e.g. 90d")
-        add_config_uri(create)
 
         listing = action("list", "list sensors with their count of active tokens")
         listing.add_argument("--limit", type=int, default=1000)
         listing.add_argument("--after", help="list sensors whose id sorts after this one")
-        add_config_uri(listing)
 
         show = action("show", "show a sensor's tokens (hints and states, never secrets)")
         show.add_argument("sensor_id")
-        add_config_uri(show)
 
         rotate = action("rotate", "issue an extra token; old tokens keep working until revoked")
         rotate.add_argument("sensor_id")
@@ -58,30 +58,26 @@ class SensorCommand:
             action="store_true",
             help="revoke every other token at once (no overlap)",
         )
-        add_config_uri(rotate)
 
         revoke = action("revoke", "revoke one token, or all of a sensor's tokens")
         revoke.add_argument("sensor_id")
         which = revoke.add_mutually_exclusive_group(required=True)
         which.add_argument("--token", dest="token_id", help="the token id (see: show)")
         which.add_argument("--all", action="store_true", help="revoke every token")
-        add_config_uri(revoke)
 
         disable = action("disable", "disable a sensor (its tokens stop working) or --enable it")
         disable.add_argument("sensor_id")
         disable.add_argument("--enable", action="store_true", help="enable it again")
-        add_config_uri(disable)
 
     def run(self, args, env) -> int:
         request = env["request"]
         try:
             with request.tm:
                 rows, columns, changed = getattr(self, "_" + args.action)(args, request.dbsession)
-        except (CommandError, FieldError) as error:
-            # SystemExit: the runner lets it through without logging a traceback for a typo.
-            raise SystemExit(f"sensorhub-admin sensor {args.action}: {error}") from None
+        except FieldError as error:  # the service's check of a name or metadata
+            raise CommandError(str(error)) from None
         if args.json:
-            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+            sys.stdout.write(to_json(rows))
         else:
             sys.stdout.write(format_table([_cells(row) for row in rows], columns))
         if args.action in ("create", "rotate"):
@@ -116,12 +112,12 @@ class SensorCommand:
         return rows, SENSOR_COLUMNS, 0
 
     def _show(self, args, dbsession):
-        sensor = _sensor(dbsession, args.sensor_id)
+        sensor = _sensor(dbsession, args)
         rows = [service.token_json(t) for t in service.sensor_tokens(dbsession, sensor.id)]
         return rows, TOKEN_COLUMNS, 0
 
     def _rotate(self, args, dbsession):
-        sensor = _sensor(dbsession, args.sensor_id)
+        sensor = _sensor(dbsession, args)
         revoked = 0
         if args.revoke_others:
             revoked = sum(service.revoke(t) for t in service.sensor_tokens(dbsession, sensor.id))
@@ -138,15 +134,15 @@ class SensorCommand:
         return [row], ["sensorId", "tokenId", "token", "expiresAt", "revokedOthers"], 1 + revoked
 
     def _revoke(self, args, dbsession):
-        sensor = _sensor(dbsession, args.sensor_id)
+        sensor = _sensor(dbsession, args)
         if args.all:
             targets = service.sensor_tokens(dbsession, sensor.id)
         else:
             token = service.get_token(dbsession, sensor.id, args.token_id)
             if token is None:
                 raise CommandError(
-                    f"sensor {sensor.id} has no token {args.token_id}; "
-                    f"see: sensorhub-admin sensor show {sensor.id} <ini>"
+                    f"sensor {sensor.id} has no token {args.token_id}; see its tokens: "
+                    f"sensorhub-admin sensor show {args.config_uri} {sensor.id}"
                 )
             targets = [token]
         changed = sum(service.revoke(t) for t in targets)
@@ -154,7 +150,7 @@ class SensorCommand:
         return [service.token_json(t) for t in targets], TOKEN_COLUMNS, changed
 
     def _disable(self, args, dbsession):
-        sensor = _sensor(dbsession, args.sensor_id)
+        sensor = _sensor(dbsession, args)
         wanted = not args.enable
         changed = int(sensor.disabled != wanted)
         sensor.disabled = wanted
@@ -162,10 +158,13 @@ class SensorCommand:
         return [service.sensor_json(sensor)], SENSOR_COLUMNS[:3], changed
 
 
-def _sensor(dbsession, sensor_id: str):
-    sensor = service.get_sensor(dbsession, sensor_id)
+def _sensor(dbsession, args):
+    sensor = service.get_sensor(dbsession, args.sensor_id)
     if sensor is None:
-        raise CommandError(f"no sensor {sensor_id}; see: sensorhub-admin sensor list <ini>")
+        raise CommandError(
+            f"no sensor {args.sensor_id}; see the sensors there are: "
+            f"sensorhub-admin sensor list {args.config_uri}"
+        )
     return sensor
 
 

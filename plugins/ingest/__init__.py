@@ -12,7 +12,7 @@ API (sensor bearer token, permission ``sensor``)
 - ``GET /api/v1/sensors/{id}/events`` (permission ``admin``): the same for any sensor.
 - ``GET /api/v1/sensor`` (auth plugin) gains ``eventCount``, ``duplicateCount``,
   ``rejectedCount`` and ``lastEventAt`` through the core's ``add_sensor_info`` contract.
-- ``sensorhub-admin prune [--older-than 30d] <ini>``: retention, in bounded chunks.
+- ``sensorhub-admin prune <ini> [--older-than 30d]``: retention, in bounded chunks.
 
 Counters: ``eventCount`` = rows stored; ``duplicateCount`` = items answered ``duplicate``;
 ``rejectedCount`` = items refused by validation, in a ``201`` (partial mode) or in a ``422``

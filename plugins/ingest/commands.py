@@ -1,4 +1,4 @@
-"""``sensorhub-admin prune [--older-than 30d] [--chunk-size N] [--dry-run] <ini>``.
+"""``sensorhub-admin prune <ini> [--older-than 30d] [--chunk-size N] [--dry-run]``.
 
 Deletes events whose ``ts`` is older than the cutoff, sensor by sensor, in chunks of at most
 ``--chunk-size`` rows, each chunk its own short transaction (which also decrements that
@@ -14,7 +14,8 @@ import time
 
 import structlog
 
-from sensorhub.scripts.admin import add_config_uri, duration_option
+from sensorhub.scripts.admin import duration_option
+from sensorhub.text import printable
 from sensorhub.timestamps import format_timestamp, now_us
 
 from .storage import count_prunable, prune_sensor_chunk, sensors_with_events
@@ -50,7 +51,6 @@ class PruneCommand:
             action="store_true",
             help="say which sensors have events to prune, delete nothing",
         )
-        add_config_uri(parser)
 
     def run(self, args, env) -> int:
         registry = env["registry"]
@@ -68,7 +68,7 @@ class PruneCommand:
             if deleted:
                 total += deleted
                 verb = "would delete" if args.dry_run else "deleted"
-                out(f"{sensor_id}: {verb} {deleted} (total {total})\n")
+                out(f"{printable(sensor_id)}: {verb} {deleted} (total {total})\n")
         elapsed = time.perf_counter() - started
         verb = "would delete" if args.dry_run else "deleted"
         out(f"{verb} {total} events from {len(sensors)} sensors in {elapsed:.1f}s\n")

@@ -81,6 +81,15 @@ def unknown_revisions(engine: Engine, extra_locations: Iterable[str] = ()) -> se
     return current_heads(engine) - known
 
 
+def is_current(engine: Engine, extra_locations: Iterable[str] = ()) -> bool:
+    """Whether the database is at every head of these folders (``upgrade`` would do nothing):
+    a command that fails on a missing table can then say to migrate, not show SQL."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(extra_locations))
+    return current_heads(engine) == set(script.get_heads())
+
+
 def add_migrations(config: Configurator, location: str) -> None:
     """Config directive for every plugin with tables: ``config.add_migrations("pkg:migrations")``
     (an asset spec: the package and the folder holding its Alembic revisions)."""

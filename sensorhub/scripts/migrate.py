@@ -13,7 +13,8 @@ from typing import Any
 import structlog
 
 from .. import migrations
-from .admin import CommandError, add_config_uri
+from ..text import printable
+from .admin import CommandError
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +23,7 @@ class MigrateCommand:
     help = "create or upgrade the database schema (safe to run repeatedly)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_config_uri(parser)
+        pass  # only the ini, which the runner adds
 
     def run(self, args: argparse.Namespace, env: dict[str, Any]) -> None:
         registry = env["registry"]
@@ -39,7 +40,8 @@ class MigrateCommand:
         migrations.upgrade(engine, locations)
         after = migrations.current_heads(engine)
         log.info("database_migrated", before=sorted(before), after=sorted(after))
-        sys.stdout.write(f"database at {', '.join(sorted(after))}\n")
+        # Revision ids are read from the database's alembic_version table: stored data.
+        sys.stdout.write(f"database at {printable(', '.join(sorted(after)))}\n")
 
 
 command = MigrateCommand()

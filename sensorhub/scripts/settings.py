@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..settings import SettingsTable, settings_table
-from .admin import add_config_uri
+from ..text import printable, to_json
 
 
 class SettingsCommand:
@@ -17,7 +16,6 @@ class SettingsCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        add_config_uri(parser)
 
     def run(self, args: argparse.Namespace, env: dict[str, Any]) -> None:
         rows = [
@@ -31,15 +29,18 @@ class SettingsCommand:
             for r in settings_table(env["registry"])
         ]
         if args.json:
-            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            sys.stdout.write(to_json(rows))
         else:
             sys.stdout.write(format_table(rows, ["key", "value", "source", "env", "owner"]))
 
 
 def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(row[c])) for row in rows]) for c in columns}
+    """Aligned columns for a terminal; every cell escaped (:func:`sensorhub.text.printable`),
+    as cells may hold stored data."""
+    cells = [{c: printable(str(row[c])) for c in columns} for row in rows]
+    widths = {c: max([len(c)] + [len(row[c]) for row in cells]) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    lines += ["  ".join(row[c].ljust(widths[c]) for c in columns) for row in cells]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

@@ -1,5 +1,5 @@
 """``pserve`` (waitress, one process, for development); the production server is tested in
-test_prefork.py.
+test_prefork.py, except for the start-up mistakes both servers answer alike (below).
 
 Real processes on 127.0.0.1, on the suite's database (SQLite or PostgreSQL).
 """
@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import empty_all_tables, living_children
 
 PSERVE = str(Path(sys.executable).parent / "pserve")
+SERVE = str(Path(sys.executable).parent / "sensorhub-serve")
 ADMIN_TOKEN = "server-test-admin-token-0123456789"
 
 
@@ -99,3 +100,70 @@ def test_pserve_serves_in_one_process_and_stops_cleanly_on_sigterm(pserve):
     assert children_of(process.pid) == set()
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 0
+
+
+# --- start-up mistakes: one line on stderr that says what to do, and a non-zero exit
+
+
+def start(server, ini, cwd, **environ):
+    """Run a server that is expected to refuse to start (killed if it outlives the timeout)."""
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")},
+        **environ,
+    }
+    environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.run(
+        [server, str(ini)], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def operator_line(result) -> str:
+    """The one line stderr holds besides pserve's own "Starting server in PID n." (logs go to
+    stdout); never a traceback."""
+    assert "Traceback" not in result.stderr
+    [line] = [
+        line for line in result.stderr.splitlines() if not line.startswith("Starting server in")
+    ]
+    return line
+
+
+@pytest.fixture
+def site_ini(tmp_path):
+    """development.ini's plugins, on a database of the test's own."""
+    ini = tmp_path / "site.ini"
+    ini.write_text(
+        textwrap.dedent(f"""
+        [app:main]
+        use = egg:sensorhub
+        sensorhub.plugins = logging metrics auth ingest
+        sensorhub.database.url = sqlite:///{tmp_path / "site.sqlite"}
+
+        [server:main]
+        use = egg:sensorhub
+    """)
+    )
+    return ini
+
+
+@pytest.mark.parametrize(("server", "prefix"), [(PSERVE, "sensorhub"), (SERVE, "sensorhub-serve")])
+def test_a_port_in_use_is_named_with_the_setting_that_moves_it(site_ini, server, prefix):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = start(server, site_ini, site_ini.parent, SENSORHUB_PORT=str(port))
+    assert result.returncode == 1
+    assert operator_line(result) == (
+        f"{prefix}: 127.0.0.1:{port} is already in use (another server, or a SensorHub still "
+        "running?): stop what holds it, or choose another port with sensorhub.port in the ini "
+        "or env SENSORHUB_PORT (the address: sensorhub.host, env SENSORHUB_HOST)"
+    )
+
+
+def test_sensorhub_serve_names_a_missing_ini(tmp_path):
+    result = start(SERVE, "production.ini", tmp_path)
+    assert result.returncode == 2
+    assert operator_line(result) == (
+        "sensorhub-serve: production.ini: no such ini file; give the path of one, "
+        "e.g. sensorhub-serve production.ini"
+    )

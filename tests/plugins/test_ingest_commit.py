@@ -389,10 +389,10 @@ def test_prune_deletes_old_events_in_chunks_and_keeps_counters_exact(
         f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
         f"sensorhub.database.url = {database_url}\n"
     )
-    assert admin(["prune", "--dry-run", "--older-than", "10d", str(ini)]) == 0
+    assert admin(["prune", str(ini), "--dry-run", "--older-than", "10d"]) == 0
     assert "would delete 5" in capsys.readouterr().out
     assert stored_events(dbengine, sensor_id) == 6
-    assert admin(["prune", "--older-than", "10d", "--chunk-size", "2", str(ini)]) == 0
+    assert admin(["prune", str(ini), "--older-than", "10d", "--chunk-size", "2"]) == 0
     output = capsys.readouterr().out
     assert f"{sensor_id}: deleted 5" in output and "deleted 5 events" in output
     assert stored_events(dbengine, sensor_id) == 1
@@ -413,7 +413,7 @@ def test_prune_refuses_a_cutoff_without_a_unit_or_of_zero(capsys, older_than, me
     from sensorhub.scripts.admin import main as admin
 
     with pytest.raises(SystemExit) as exit_info:
-        admin(["prune", "--older-than", older_than, "no-such.ini"])
+        admin(["prune", "no-such.ini", "--older-than", older_than])
     assert exit_info.value.code == 2
     assert f"argument --older-than: {message}" in capsys.readouterr().err
 
@@ -432,6 +432,6 @@ def test_pruning_every_event_of_a_sensor_clears_its_last_event_time(
         f"[app:main]\nuse = egg:sensorhub\nsensorhub.plugins = auth ingest\n"
         f"sensorhub.database.url = {database_url}\n"
     )
-    assert admin(["prune", "--older-than", "1d", str(ini)]) == 0
+    assert admin(["prune", str(ini), "--older-than", "1d"]) == 0
     info = committing_testapp.get("/api/v1/sensor", headers=headers).json
     assert (info["eventCount"], info["lastEventAt"]) == (0, None)
