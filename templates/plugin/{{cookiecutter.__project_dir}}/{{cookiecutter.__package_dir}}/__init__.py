@@ -14,8 +14,11 @@ settings can live in one process (the tests build several).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sensorhub.api import API_PREFIX
 from sensorhub.events import EventsIngested
+from sensorhub.openapi import JSON, Operation
 
 from .settings import NAME, RECENT_LIMIT, SETTINGS
 from .subscribers import RecentIngestions, remember_ingestion
@@ -29,8 +32,12 @@ def includeme(config) -> None:
     config.registry[RecentIngestions.REGISTRY_KEY] = RecentIngestions(settings[RECENT_LIMIT])
 
     config.add_route(f"{NAME}_overview", f"{API_PREFIX}/{NAME}/")
+    # Every view declares its operation: it is published in /api/v1/openapi.json (shapes are
+    # msgspec Structs; dict[str, Any] until you write one for your answer).
     config.add_view(overview, route_name=f"{NAME}_overview", request_method=("GET", "HEAD"),
-                    renderer="json")
+                    renderer="json",
+                    openapi=Operation("What this plugin offers (edit me)", tags=(NAME,),
+                                      responses={200: ("the overview", {JSON: dict[str, Any]})}))
     config.add_subscriber(remember_ingestion, EventsIngested)
     config.add_api_capability(NAME, description="what this plugin offers (edit me)",
                               url=f"{API_PREFIX}/{NAME}/")
