@@ -327,17 +327,20 @@ def test_a_dead_worker_is_replaced_and_counted(serve):
     )
 
 
-def test_when_the_master_is_killed_every_worker_exits_within_2s(serve):
+def test_when_the_master_is_killed_every_worker_exits_within_seconds(serve):
     served = serve()
     workers = served.workers()
     served.process.kill()
     served.process.wait(10)
     killed_at = time.monotonic()
-    while any(process_state(pid) for pid in workers) and time.monotonic() - killed_at < 5:
+    while any(process_state(pid) for pid in workers) and time.monotonic() - killed_at < 10:
         time.sleep(0.05)
     gone_after = time.monotonic() - killed_at
     assert not any(process_state(pid) for pid in workers)
-    assert gone_after < 2.0, gone_after
+    # Idle workers are gone in ~0.2 s; on a loaded 2-core machine it has taken 4 s. The
+    # promise is that none is left behind, long before gunicorn's own once-a-second check of
+    # its parent or the 25 s drain would matter.
+    assert gone_after < 6.0, gone_after
 
 
 @contextlib.contextmanager
