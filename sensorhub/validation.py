@@ -124,7 +124,12 @@ def body_of(request: Request, shape: type[S], *, allow_empty: bool = False) -> S
         try:
             raw = msgspec.json.decode(request.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            raise problem(400, f"the body is not valid JSON: {error}") from None
+            # msgspec calls a lone surrogate escape (\ud800) "truncated": say what it may be.
+            raise problem(
+                400,
+                f"the body is not valid JSON ({error}): check its syntax, and that every \\u "
+                "escape is a whole character (no lone surrogate)",
+            ) from None
         except RecursionError:
             raise problem(400, "the body nests deeper than JSON bodies here may") from None
     if not isinstance(raw, dict):
@@ -180,4 +185,10 @@ def _description(annotated: Any) -> str | None:
 
 
 def _summary(errors: list[dict[str, str]]) -> str:
-    return "; ".join(f"{error['path']}: {error['message']}" for error in errors)
+    # "limit must be an integer", not "limit: limit must be an integer".
+    return "; ".join(
+        error["message"]
+        if error["message"].startswith(error["path"] + " ")
+        else f"{error['path']}: {error['message']}"
+        for error in errors
+    )

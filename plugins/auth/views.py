@@ -31,6 +31,8 @@ from .security import ENROL
 
 
 def _invalid(error: FieldError):
+    if error.reason is None:
+        error.reason = "invalid_field"  # the service's checks name the field; the code is this
     return problem(422, str(error), errors=[error])
 
 
