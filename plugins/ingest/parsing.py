@@ -7,8 +7,10 @@ bounded reason code and a message that says how to fix it. Problems with the bod
 (malformed JSON, wrong shape, too many events) raise :class:`BodyError` with an HTTP status.
 
 Decoding is orjson, the fastest decoder ``make bench`` compares (docs/benchmarks.md); it refuses
-NaN and Infinity literals, numbers that overflow a double, integers beyond 64 bits, invalid
-UTF-8 and nesting deeper than 1024 levels, all as a decode error we answer with 400. Validation
+NaN and Infinity literals, numbers that overflow a double, invalid UTF-8, lone surrogates and
+nesting deeper than 1024 levels, all as a decode error we answer with 400. An integer beyond 64
+bits it would round to a float: a body holding one is read again exactly
+(:func:`_loads_exactly`), so ``data`` refuses it rather than store another number. Validation
 is a hand-written pass per item that reports *every* bad field of *every* item, which schema
 libraries that stop at the first error don't.
 
@@ -18,6 +20,7 @@ compare and index, the same on SQLite and PostgreSQL. The API renders them as RF
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -114,20 +117,51 @@ def parse_body(
         )
     received = now_us() if received_at is None else received_at
     validator = EventValidator(limits, received)
-    if media == NDJSON:
-        items = _ndjson_items(body, limits, validator, loads)
-    else:
-        document = _decode(body, loads)
-        if media == SENML:
-            records = _senml_records(document, limits)
-            items = [
-                item if type(item) is Rejection else validator.validate(*item, index=index)
-                for index, item in enumerate(resolve_senml(records, received))
-            ]
-        else:
-            events = _json_events(document, limits)
-            items = [validator.validate(event, index=index) for index, event in enumerate(events)]
+    items = _items(body, media, limits, validator, loads)
+    if loads is orjson.loads and any(_may_hold_rounded_integer(item) for item in items):
+        items = _items(body, media, limits, validator, _loads_exactly)
     return ParsedBody(items, received)
+
+
+def _items(body: bytes, media: str, limits: Limits, validator: EventValidator, loads) -> list:
+    if media == NDJSON:
+        return _ndjson_items(body, limits, validator, loads)
+    document = _decode(body, loads)
+    if media == SENML:
+        records = _senml_records(document, limits)
+        return [
+            item if type(item) is Rejection else validator.validate(*item, index=index)
+            for index, item in enumerate(resolve_senml(records, validator.received_at))
+        ]
+    events = _json_events(document, limits)
+    return [validator.validate(event, index=index) for index, event in enumerate(events)]
+
+
+# orjson reads an integer beyond 64 bits (below -2**63 or above 2**64 - 1) as a float, silently
+# rounded: 18446744073709551616 would be stored in ``data`` as 1.8446744073709552e+19. Such a
+# float is at least 2**63, which orjson writes with an exponent ("e+"): only a body whose stored
+# ``data`` holds one (rare, and a cheap test per row) is read again, by :func:`_loads_exactly`,
+# so that the validator refuses the integer it cannot keep exactly, as it says it does.
+def _may_hold_rounded_integer(item) -> bool:
+    return type(item) is dict and item["data"] is not None and "e+" in item["data"]
+
+
+_STRING_OR_INTEGER = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*"|(?<![\d.eE+-])-?\d+(?![\d.eE])', re.DOTALL
+)
+_EXACT_INTEGERS = range(-(2**63), 2**64)
+
+
+def _loads_exactly(text: bytes):
+    """orjson's reading of ``text``, or the standard library's (exact integers) when it holds
+    an integer orjson rounds. Only after orjson took it: its refusals stand."""
+    document = orjson.loads(text)
+    # ``text`` is valid JSON, so outside strings a run of digits is a number.
+    for token in _STRING_OR_INTEGER.finditer(text):
+        literal = token.group()
+        if literal[:1] != b'"' and int(literal) not in _EXACT_INTEGERS:
+            return json.loads(text)
+    return document
 
 
 def _decode(body: bytes, loads):
