@@ -137,6 +137,10 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
         event["value"] = base["bv"]
     if record.get("s") is not None:
         data["s"] = (base["bs"] or 0) + record["s"]
+        # Two finite doubles may add up to infinity, which JSON cannot carry (it would be
+        # stored as null): refused like a value or a time out of range.
+        if type(data["s"]) is float and not math.isfinite(data["s"]):
+            return Rejection(f"{path}.s", "invalid_senml", "the resolved sum is out of range")
     elif not kinds and base["bv"] is None:
         if base["bs"] is None:
             return Rejection(
