@@ -7,8 +7,8 @@ retrying a batch (all duplicates), resending eventIds with another payload (conf
 with the duplicates, nothing stored), rotating tokens, revoking them (the revoked token gets
 401) and restarting the app on the same database (nothing acknowledged is lost, counters
 survive). After every step the database, read directly, and ``GET /api/v1/sensor`` must equal
-the model: each sensor's stored events by eventId with their payload, its counters, and which
-of its tokens are revoked.
+the model: each sensor's stored events by eventId with their payload, its counters and
+lastEventAt, and which of its tokens are revoked.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sqlalchemy import select
 from plugins.auth.models import SensorToken
 from plugins.ingest.models import events_table, stats_table
 from sensorhub.lifecycle import close_app
+from sensorhub.timestamps import format_timestamp
 from tests.conftest import empty_all_tables
 from tests.plugins.test_ingest_support import ADMIN, AUTH_SETTINGS, post_events
 
@@ -90,6 +91,10 @@ class SensorModel:
         default_factory=lambda: {"eventCount": 0, "duplicateCount": 0, "rejectedCount": 0}
     )
     last_batch: list[dict] = field(default_factory=list)  # the last batch acknowledged
+
+    def last_event_at(self) -> int | None:
+        """The newest stored ts (epoch µs): what the counters keep as lastEventAt."""
+        return max((payload.ts_us for payload in self.events.values()), default=None)
 
     def header(self) -> dict:
         token = next(reversed(self.tokens.values()))  # the newest active token
@@ -267,9 +272,11 @@ class SensorHubModel(RuleBasedStateMachine):
                         stats_table.c.event_count,
                         stats_table.c.duplicate_count,
                         stats_table.c.rejected_count,
+                        stats_table.c.last_event_at,
                     ).where(stats_table.c.sensor_id == sensor.sensor_id)
                 ).first()
-                assert tuple(counters or (0, 0, 0)) == tuple(sensor.counters.values())
+                expected = (*sensor.counters.values(), sensor.last_event_at())
+                assert tuple(counters or (0, 0, 0, None)) == expected
                 revoked = connection.execute(
                     select(SensorToken.id).where(
                         SensorToken.sensor_id == sensor.sensor_id,
@@ -283,6 +290,8 @@ class SensorHubModel(RuleBasedStateMachine):
         for sensor in self.sensors:
             info = self.testapp.get("/api/v1/sensor", headers=sensor.header()).json
             assert {name: info[name] for name in sensor.counters} == sensor.counters
+            last = sensor.last_event_at()
+            assert info["lastEventAt"] == (None if last is None else format_timestamp(last))
 
     def teardown(self):
         if self.app is not None:

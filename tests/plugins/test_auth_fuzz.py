@@ -61,6 +61,7 @@ headers = st.one_of(
 )
 
 
+# One doomed transaction for every example is fine: a refused credential writes nothing.
 @settings(FUZZ, max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=headers)
 def test_any_authorization_header_is_answered_401_with_a_reason_never_an_error(testapp, header):
