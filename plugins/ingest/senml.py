@@ -28,6 +28,19 @@ _KNOWN = frozenset(_BASE + _VALUE_KINDS + ("n", "u", "s", "t", "ut"))
 _NUMBER = (int, float)
 
 
+def _finite(value):
+    """A JSON number as a finite double (msgspec keeps an integer beyond 64 bits exact: it may
+    not fit one), or None; anything else unchanged, for the type check to refuse."""
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if type(value) is float and not math.isfinite(value):
+        return None
+    return value
+
+
 def resolve_senml(records: list, received_at_us: int):
     """Yield, per record, ``(event_dict, ts_us)`` for the event validator or a Rejection."""
     base = {"bn": "", "bt": 0.0, "bu": None, "bv": None, "bs": None, "bver": SENML_VERSION}
@@ -66,8 +79,11 @@ def _update_base(base: dict, record: dict, path: str) -> Rejection | None:
         if label not in record:
             continue
         value = record[label]
+        if wanted is _NUMBER:
+            value = _finite(value)
         if (
-            not isinstance(value, wanted)
+            value is None
+            or not isinstance(value, wanted)
             or type(value) is bool
             or (type(value) is float and not math.isfinite(value))
         ):
@@ -108,7 +124,13 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
         value = record.get(label)
         if value is None:
             continue
-        if not isinstance(value, wanted) or (wanted is not bool and type(value) is bool):
+        if wanted is _NUMBER and type(value) is not bool:
+            record[label] = value = _finite(value)  # None: not a number a double can hold
+        if (
+            value is None
+            or not isinstance(value, wanted)
+            or (wanted is not bool and type(value) is bool)
+        ):
             kind = "a string" if wanted is str else "a boolean" if wanted is bool else "a number"
             return Rejection(f"{path}.{label}", "invalid_senml", f"{label} must be {kind}")
     kinds = [label for label in _VALUE_KINDS if record.get(label) is not None]
@@ -137,6 +159,10 @@ def _resolve(base: dict, record: dict, path: str, now_s: float):
         event["value"] = base["bv"]
     if record.get("s") is not None:
         data["s"] = (base["bs"] or 0) + record["s"]
+        # Two finite doubles may add up to infinity, which JSON cannot carry (it would be
+        # stored as null): refused like a value or a time out of range.
+        if type(data["s"]) is float and not math.isfinite(data["s"]):
+            return Rejection(f"{path}.s", "invalid_senml", "the resolved sum is out of range")
     elif not kinds and base["bv"] is None:
         if base["bs"] is None:
             return Rejection(
