@@ -198,9 +198,21 @@ def signed_in(server, fleet, browser):
     assert "/dashboard/sign-in" in browser.current_url  # sent to sign in first
     screenshot(browser, "sign-in")
     browser.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
-    browser.find_element(By.CSS_SELECTOR, "form.sign-in button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.sign-in button"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Fleet"
     return browser
+
+
+def follow(driver, element) -> None:
+    """Click ``element`` and wait for the next page: until the old page is gone, a lookup can
+    find the old page's elements (and then fail as stale while reading them)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old_page))
 
 
 def screenshot(driver, page: str) -> None:
@@ -339,7 +351,7 @@ def test_a_sensors_page_charts_its_values_per_type(signed_in, server, fleet):
     from selenium.webdriver.common.by import By
 
     page = signed_in
-    page.find_element(By.LINK_TEXT, "greenhouse").click()
+    follow(page, page.find_element(By.LINK_TEXT, "greenhouse"))
     assert page.find_element(By.TAG_NAME, "h1").text == "greenhouse"
     screenshot(page, "sensor")
     figures = page.find_elements(By.CSS_SELECTOR, "figure.chart-box")
