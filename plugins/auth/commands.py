@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
+from sensorhub.db import begin_writing
 from sensorhub.errors import FieldError
 from sensorhub.scripts.admin import CommandError, duration_option
 from sensorhub.scripts.settings import format_table
@@ -23,6 +24,7 @@ from sensorhub.timestamps import utcnow
 
 from . import service
 
+WRITING_ACTIONS = frozenset({"create", "rotate", "revoke", "disable"})
 SENSOR_COLUMNS = ["sensorId", "name", "disabled", "activeTokens", "createdAt", "lastSeenAt"]
 TOKEN_COLUMNS = ["tokenId", "hint", "state", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"]
 
@@ -73,6 +75,11 @@ class SensorCommand:
         request = env["request"]
         try:
             with request.tm:
+                if args.action in WRITING_ACTIONS:
+                    # The script's request is a GET, so its session reads; on SQLite a reader
+                    # that then writes fails at once ("database is locked") when a busy server
+                    # committed since it began: take the write lock first, waiting for it.
+                    begin_writing(request.dbsession)
                 rows, columns, changed = getattr(self, "_" + args.action)(args, request.dbsession)
         except FieldError as error:  # the service's check of a name or metadata
             raise CommandError(str(error)) from None
