@@ -99,10 +99,10 @@ SETTINGS = (
         "sensorhub.auth.token_cache_ttl",
         as_duration,
         5.0,
-        "how long a process reuses a sensor token's successful lookup instead of asking "
-        "the database; changes made by this process apply at once, a token revoked or a "
-        "sensor disabled by another process (sensorhub-admin, another server) within this "
-        "time (0: look up on every request)",
+        "how long a process may reuse a sensor token's successful lookup; a reuse is "
+        "checked against the credential generation on every request, so a token revoked or "
+        "a sensor disabled by any process or node is refused at once, and this bounds only "
+        "changes made behind SensorHub's back, e.g. plain SQL (0: look up on every request)",
     ),
 )
 

@@ -1,4 +1,5 @@
-"""The auth plugin's table: sensor tokens (the ``sensors`` table itself is the core's).
+"""The auth plugin's tables: sensor tokens and the credential generation (the ``sensors`` table
+itself is the core's).
 
 A sensor holds any number of tokens; a token is usable while it is neither revoked nor expired
 and its sensor is not disabled. Only the SHA-256 of a token is stored (see ``tokens.py``), under
@@ -14,7 +15,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorhub.models import Base
@@ -47,6 +48,20 @@ class SensorToken(Base):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+class CredentialGeneration(Base):
+    """One row (id 1) whose number grows with every committed change to a sensor or a token.
+
+    Any process that remembers token lookups reads it first on every request: one primary-key
+    read tells whether a revocation, a disabled sensor or a deletion was committed anywhere
+    (another server, another node, ``sensorhub-admin``) since the lookup was made.
+    """
+
+    __tablename__ = "credential_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 def includeme(config) -> None:

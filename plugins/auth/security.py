@@ -7,11 +7,13 @@ provisioning secrets are kept only as SHA-256 digests and compared in constant t
 A sensor token costs one indexed lookup by its hash and no write but ``last_used_at`` /
 ``last_seen_at``, refreshed at most once per ``touch_interval``: only a request that may refresh
 them asks for a writer transaction, so on SQLite every other authentication is a read that
-neither takes nor waits for the write lock. A successful lookup is reused for up to
-``token_cache_ttl`` (never past the token's expiry or its next due touch), because on the ingest
-path it is the request's only query and under load its cost was most of the request. A change
-made through this app's sessions applies at once (:class:`CredentialChanges`); another app's or
-process's (``sensorhub-admin``, another server) within the TTL; 0 looks every request up.
+neither takes nor waits for the write lock. A successful lookup is remembered (for up to
+``token_cache_ttl``, never past the token's expiry or its next due touch) and reused only while
+the credential generation (``models.CredentialGeneration``, one row that every change to a
+sensor or token bumps in its own transaction) is what it was when the lookup was made: a
+revocation committed by any process or node is refused by the very next request everywhere, at
+the cost of one primary-key read instead of the token lookup. The TTL bounds only changes made
+behind SensorHub's back (plain SQL); 0 looks every request up.
 
 A refused credential never writes; it publishes :class:`AuthenticationFailed` with a bounded
 reason and counts towards the brute-force guard (``guard.py``). Answers other than 401 are
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from urllib.parse import parse_qsl
 import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
-from sqlalchemy import bindparam, event, or_, select, update
+from sqlalchemy import bindparam, event, literal_column, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy import mark_changed
 
@@ -45,7 +46,7 @@ from sensorhub.models import Sensor
 
 from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
-from .models import SensorToken
+from .models import CredentialGeneration, SensorToken
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
@@ -76,11 +77,11 @@ class ProvisioningIdentity:
 @dataclass(frozen=True, slots=True)
 class _Lookup:
     """A successful sensor-token lookup, reusable until ``until`` (the policy's ``clock``) while
-    no credential change has been seen since ``changes``."""
+    the credential generation is still ``generation``."""
 
     identity: SensorIdentity
     until: float
-    changes: int
+    generation: int | None
 
 
 @dataclass(frozen=True)
@@ -260,23 +261,24 @@ class BearerTokenSecurityPolicy:
         return self._sensor(request, digest, may_query)
 
     def _sensor(self, request, digest: bytes, may_query: bool = True) -> Outcome:
-        lookup = self._lookups.get(digest)
-        if (
-            lookup is not None
-            and lookup.changes == self.credential_changes.seen
-            and lookup.until > self.clock()
-        ):
-            return self._authenticated(request, lookup.identity)
-        if not may_query:
-            return Outcome(reason="blocked")  # a blocked address gets no database lookup
-        changes = self.credential_changes.seen  # before the read: see CredentialChanges
         dbsession = request.dbsession
+        lookup = self._lookups.get(digest)
+        # A remembered lookup is valid only until its next due touch, so reading the generation
+        # here never comes before a writer transaction this request would have had to begin.
+        if lookup is not None and lookup.until > self.clock():
+            generation = dbsession.connection().execute(_GENERATION).scalar()
+            if generation == lookup.generation:
+                return self._authenticated(request, lookup.identity)
+        if not may_query:
+            return Outcome(reason="blocked")  # a blocked address gets no token lookup
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
             # This request may write last_used_at: in a reader transaction, take the write lock
             # before reading (once per interval per token, see the class docstring).
             begin_writing(dbsession)
         connection = dbsession.connection()
+        # The generation comes in the same statement as the token, so what is remembered was
+        # true at that generation (on PostgreSQL's read committed too).
         row = connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
         if row is None or not tokens.same_hash(row.token_hash, digest):
             return Outcome(reason="unknown")
@@ -300,7 +302,7 @@ class BearerTokenSecurityPolicy:
             else:
                 fresh_for = self.touch_interval - (now - row.last_used_at)
             self._remember_touch(digest, fresh_for.total_seconds())
-        self._remember_lookup(digest, identity, changes, row.expires_at, now)
+        self._remember_lookup(digest, identity, row.generation, row.expires_at, now)
         return self._authenticated(request, identity)
 
     def _authenticated(self, request, identity: SensorIdentity) -> Outcome:
@@ -317,7 +319,7 @@ class BearerTokenSecurityPolicy:
         self,
         digest: bytes,
         identity: SensorIdentity,
-        changes: int,
+        generation: int | None,
         expires_at: datetime | None,
         now: datetime,
     ) -> None:
@@ -326,16 +328,26 @@ class BearerTokenSecurityPolicy:
         until = min(clock + self.token_cache_ttl, self._touched_until.get(digest, 0.0))
         if expires_at is not None:
             until = min(until, clock + (expires_at - now).total_seconds())
-        if until <= clock:
-            return
+        if until <= clock or generation is None:
+            return  # None: no generation row (a database emptied by hand): never remembered
         if len(self._lookups) >= MAX_REMEMBERED_TOKENS:
             self._lookups.clear()  # costs one lookup per token, never a wrong answer
-        self._lookups[digest] = _Lookup(identity, until, changes)
+        self._lookups[digest] = _Lookup(identity, until, generation)
 
 
-# A token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent requests
-# of one sensor (and other processes) agree on who writes. Built once: constructing a statement
-# costs more than running it.
+# The credential generation as a column of the token lookup, and alone (a remembered lookup's
+# check); a token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent
+# requests of one sensor (and other processes) agree on who writes. Built once: constructing a
+# statement costs more than running it.
+_THE_ROW = CredentialGeneration.id == literal_column(
+    "1"
+)  # inline: the lookup's one parameter stays
+_GENERATION = select(CredentialGeneration.generation).where(_THE_ROW)
+_BUMP_GENERATION = (
+    update(CredentialGeneration)
+    .where(_THE_ROW)
+    .values(generation=CredentialGeneration.generation + 1)
+)
 _TOKEN_LOOKUP = (
     select(
         SensorToken.id,
@@ -346,6 +358,7 @@ _TOKEN_LOOKUP = (
         SensorToken.last_used_at,
         Sensor.name,
         Sensor.disabled,
+        _GENERATION.scalar_subquery().label("generation"),
     )
     .join(Sensor, Sensor.id == SensorToken.sensor_id)
     .where(SensorToken.token_hash == bindparam("digest"))
@@ -369,49 +382,34 @@ _TOUCH_SENSOR = (
 
 
 class CredentialChanges:
-    """How many changes to sensors or tokens the app's sessions have flushed or committed.
+    """Bumps the credential generation in every flush of the app's sessions that changes a
+    sensor or a token, in that flush's transaction: the change and the bump commit (or roll
+    back) together, so no process can see one without the other.
 
-    A remembered lookup is reused only while the count is what it was before its read: a change
-    flushed by one of the app's sessions invalidates it (so the changing transaction's own next
-    requests, and tests sharing one session, see it at once) and so does its commit (so a lookup
-    that read the old row while the change was committing is not reused either). The app's
-    code changes credentials through ORM objects only; its touches are Core statements on the
-    connection, which must not (and do not) count.
+    The app changes credentials through ORM objects only; its touches (``last_used_at``) are
+    Core statements on the connection, which do not (and must not) bump it. New rows need no
+    bump either: nothing remembered can be about them.
     """
 
     def __init__(self) -> None:
-        self._counter = itertools.count(1)
-        self.seen = 0
         self._watched: list[sessionmaker] = []
 
-    def bump(self) -> None:
-        self.seen = next(self._counter)  # atomic under the GIL, unlike ``+= 1``
-
     def watch(self, factory: sessionmaker) -> None:
-        """Count the changes of every session ``factory`` makes, until :meth:`close`."""
+        """Bump for every session ``factory`` makes, until :meth:`close`."""
         event.listen(factory, "after_flush", self._on_flush)
-        event.listen(factory, "after_commit", self._on_commit)
         self._watched.append(factory)
 
     def close(self) -> None:
         while self._watched:
-            factory = self._watched.pop()
-            event.remove(factory, "after_flush", self._on_flush)
-            event.remove(factory, "after_commit", self._on_commit)
+            event.remove(self._watched.pop(), "after_flush", self._on_flush)
 
     def _on_flush(self, session: Session, _flush_context) -> None:
         # In after_flush, dirty and deleted still hold what this flush wrote.
         if any(isinstance(row, _CREDENTIALS) for row in (*session.dirty, *session.deleted)):
-            self.bump()
-            session.info[_CHANGED_IN_SESSION] = True
-
-    def _on_commit(self, session: Session) -> None:
-        if session.info.pop(_CHANGED_IN_SESSION, False):
-            self.bump()
+            session.connection().execute(_BUMP_GENERATION)
 
 
 _CREDENTIALS = (Sensor, SensorToken)
-_CHANGED_IN_SESSION = "sensorhub.auth.credentials_changed"
 
 
 def _matches(expected: bytes | None, digest: bytes) -> bool:

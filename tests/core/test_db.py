@@ -162,7 +162,7 @@ def test_migrate_applies_the_branches_of_the_plugins_the_ini_lists(tmp_path, cap
 
     assert admin(["migrate", ini("auth")]) == 0
     assert admin(["migrate", ini("auth ingest")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "database at auth_0001, ingest_0001"
+    assert capsys.readouterr().out.splitlines()[-1] == "database at auth_0002, ingest_0001"
     engine = create_engine(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
     try:
         tables = set(inspect(engine).get_table_names())

@@ -33,6 +33,7 @@ from sensorhub import migrations
 from tests.conftest import empty_all_tables, living_children, postgresql_bin
 
 SERVE = str(Path(sys.executable).parent / "sensorhub-serve")
+ADMIN = str(Path(sys.executable).parent / "sensorhub-admin")
 ADMIN_TOKEN = "prefork-test-admin-token-0123456789"
 
 
@@ -190,6 +191,67 @@ def test_workers_share_the_port_and_store_each_event_exactly_once(serve):
     assert sum(body["duplicates"] for _, body, _ in again) == 200
     _, itself, _ = request(served.port, "GET", "/api/v1/sensor", token=token)
     assert (itself["eventCount"], itself["duplicateCount"]) == (200, 200)
+
+
+def refused_from_another_process_while_posting(served, *action: str):
+    """A client keeps posting events with a fresh sensor's token (each on a new connection, so
+    both workers serve it and remember its lookup) while ``sensorhub-admin sensor <action>``,
+    another process, takes the token away. Returns the statuses of the requests sent before
+    the command returned, those of the requests sent after it, and the sensor."""
+    _, sensor, _ = request(served.port, "POST", "/api/v1/sensors", {"name": "refused"})
+    answers: list[tuple[float, int]] = []  # (sent at, status)
+    stop = threading.Event()
+
+    def post():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            event = {"type": "t", "value": n, "eventId": f"r{n}"}
+            sent = time.monotonic()
+            status, _, _ = request(
+                served.port, "POST", "/api/v1/events", event, token=sensor["token"]
+            )
+            answers.append((sent, status))
+
+    with ThreadPoolExecutor(1) as pool:
+        posting = pool.submit(post)
+        try:
+            time.sleep(1.0)  # both workers have served the token and remember its lookup
+            name, *rest = action
+            command = subprocess.run(
+                [ADMIN, "sensor", name, str(served.workdir / "serve.ini"), sensor["sensorId"]]
+                + [argument.format(**sensor) for argument in rest],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            returned = time.monotonic()
+            assert command.returncode == 0, command.stderr
+            time.sleep(1.0)
+        finally:
+            stop.set()
+        posting.result()
+    before = [status for sent, status in answers if sent < returned]
+    after = [status for sent, status in answers if sent > returned]
+    return before, after, sensor
+
+
+@pytest.mark.parametrize(
+    "action", [("revoke", "--token", "{tokenId}"), ("disable",)], ids=["revoke", "disable"]
+)
+def test_a_token_taken_away_by_sensorhub_admin_is_refused_by_every_worker_at_once(
+    serve, database_url, action
+):
+    # Two workers and the admin command: three processes. Remembered lookups (5 s by default)
+    # are checked against the credential generation, so none outlives the change.
+    # No brute-force guard here: every refusal stays a 401 that says why.
+    served = serve(**{"sensorhub.queue_timeout": "10s", "sensorhub.auth.failure_threshold": "0"})
+    before, after, _ = refused_from_another_process_while_posting(served, *action)
+
+    assert set(before) <= {201, 401} and before.count(201) >= 10, Counter(before)
+    assert after and set(after) == {401}, Counter(after)
+    stored = stored_event_ids(database_url)
+    assert sum(stored.values()) == before.count(201)  # nothing sent after it was stored
 
 
 def scrape(port: int) -> str:

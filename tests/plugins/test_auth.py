@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 import webtest
-from sqlalchemy import create_engine, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import select, update
 
 from plugins.auth import security
-from plugins.auth.models import SensorToken
+from plugins.auth.models import CredentialGeneration, SensorToken
 from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
 from sensorhub.lifecycle import close_app
@@ -361,7 +360,11 @@ def token_lookups(statements: list[str]) -> list[str]:
     return [s for s in statements if "WHERE sensor_tokens.token_hash" in s]
 
 
-def test_a_busy_sensor_is_looked_up_once_per_ttl(testapp, app, clock):
+def generation_reads(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("SELECT credential_generation.generation")]
+
+
+def test_a_busy_sensor_is_looked_up_once_per_ttl_and_checked_on_every_request(testapp, app, clock):
     created = create_sensor(testapp)
     with recording_statements(app.registry["dbengine"]) as statements:
         for _ in range(3):
@@ -369,13 +372,56 @@ def test_a_busy_sensor_is_looked_up_once_per_ttl(testapp, app, clock):
         clock.advance(app.registry.settings["sensorhub.auth.token_cache_ttl"] + 0.001)
         testapp.get("/api/v1/sensor", headers=bearer(created["token"]))
     assert len(token_lookups(statements)) == 2  # the first request and the one after the TTL
+    assert len(generation_reads(statements)) == 2  # the two requests that reused the lookup
 
 
-def test_a_revocation_by_another_process_applies_within_the_ttl(testapp, app, dbsession, clock):
+def test_a_revocation_committed_by_another_app_is_refused_by_the_next_request(
+    app_factory, dbengine
+):
+    # Two apps on one database, as two server processes or nodes: the second revokes a token
+    # the first has just looked up and remembered.
+    first, second = app_factory(["auth"], AUTH_SETTINGS), app_factory(["auth"], AUTH_SETTINGS)
+    environ = {"HTTP_HOST": "example.com"}
+    sensor_side, admin_side = webtest.TestApp(first, environ), webtest.TestApp(second, environ)
+    try:
+        created = create_sensor(admin_side)
+        for _ in range(2):
+            sensor_side.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
+
+        admin_side.delete(
+            f"/api/v1/sensors/{created['sensorId']}/tokens/{created['tokenId']}",
+            headers=ADMIN,
+            status=200,
+        )
+        refused = sensor_side.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+        assert "revoked" in refused.headers["WWW-Authenticate"]
+    finally:
+        empty_all_tables(dbengine)
+
+
+def test_a_sensor_disabled_by_another_app_is_refused_by_the_next_request(app_factory, dbengine):
+    first, second = app_factory(["auth"], AUTH_SETTINGS), app_factory(["auth"], AUTH_SETTINGS)
+    environ = {"HTTP_HOST": "example.com"}
+    sensor_side, admin_side = webtest.TestApp(first, environ), webtest.TestApp(second, environ)
+    try:
+        created = create_sensor(admin_side)
+        sensor_side.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
+        admin_side.patch_json(
+            f"/api/v1/sensors/{created['sensorId']}", {"disabled": True}, headers=ADMIN
+        )
+        refused = sensor_side.get("/api/v1/sensor", headers=bearer(created["token"]), status=401)
+        assert "disabled" in refused.headers["WWW-Authenticate"]
+    finally:
+        empty_all_tables(dbengine)
+
+
+def test_a_change_made_behind_sensorhubs_back_applies_within_the_ttl(
+    testapp, app, dbsession, clock
+):
     created = create_sensor(testapp)
     testapp.get("/api/v1/sensor", headers=bearer(created["token"]), status=200)
-    # A plain UPDATE on the shared database, as sensorhub-admin in another process makes it:
-    # this process's ORM never sees it, only the next lookup does.
+    # A plain UPDATE in SQL, not through SensorHub's code: the generation does not move, so
+    # only the TTL ends the remembered lookup.
     dbsession.execute(
         update(SensorToken)
         .where(SensorToken.id == created["tokenId"])
@@ -414,52 +460,40 @@ def test_a_lookup_is_not_remembered_past_the_tokens_expiry(testapp, app, clock):
     assert len(token_lookups(statements)) == 2
 
 
-def test_credential_changes_are_counted_at_flush_and_again_at_commit():
-    # Its own throwaway database: the commit must be real for after_commit to fire.
-    engine = create_engine("sqlite://")
-    Sensor.__table__.create(engine)
-    factory = sessionmaker(bind=engine)
-    changes = security.CredentialChanges()
-    changes.watch(factory)
+def generation(session) -> int:
+    return session.scalar(select(CredentialGeneration.generation))
+
+
+def test_a_credential_change_bumps_the_generation_in_its_own_transaction(app, dbengine):
+    factory = app.registry["dbsession_factory"]
     with factory() as session:
+        before = generation(session)
         sensor = Sensor(name="s", meta={}, disabled=False)
         session.add(sensor)
-        session.commit()
-        assert changes.seen == 0  # a new sensor: nothing known
+        session.flush()
+        assert generation(session) == before  # a new sensor: nothing remembered is about it
 
         sensor.disabled = True
         session.flush()
-        at_flush = changes.seen
-        assert at_flush != 0
-        session.commit()
-        assert changes.seen != at_flush
-
-        changes.close()
-        sensor.disabled = False
-        session.commit()
-        assert changes.seen == at_flush + 1  # closed: no longer counting
-    engine.dispose()
+        assert generation(session) == before + 1
+        with app.registry["dbsession_factory.reader"]() as other:
+            assert generation(other) == before  # not before it commits...
+        session.rollback()
+        assert generation(session) == before  # ...and never if it does not
 
 
-def test_two_apps_count_their_own_credential_changes(app_factory):
-    first, second = app_factory(["auth"], AUTH_SETTINGS), app_factory(["auth"], AUTH_SETTINGS)
-    first_changes = first.registry["sensorhub.auth.policy"].credential_changes
-    second_changes = second.registry["sensorhub.auth.policy"].credential_changes
+def test_a_closed_app_no_longer_bumps_the_generation(app_factory):
+    first = app_factory(["auth"], AUTH_SETTINGS)
     session = first.registry["dbsession_factory"]()
     try:
         sensor = Sensor(name="s", meta={}, disabled=False)
         session.add(sensor)
         session.flush()
+        close_app(first.registry)
+        before = generation(session)
         sensor.disabled = True
         session.flush()
-        assert first_changes.seen != 0
-        assert second_changes.seen == 0
-
-        close_app(first.registry)
-        counted = first_changes.seen
-        sensor.disabled = False
-        session.flush()
-        assert first_changes.seen == counted  # a closed app's listeners are gone
+        assert generation(session) == before  # a closed app's listeners are gone
     finally:
         session.rollback()
         session.close()
