@@ -87,8 +87,8 @@ bench: install ## load benchmarks on 127.0.0.1, with ratios against a bare WSGI 
 bench-overload: install ## sensorhub-serve offered 1-4x its in-flight limit, then SIGTERM under load
 	$(BIN)/python -m bench.overload $(BENCH_ARGS)
 
-bench-breakdown: install ## what one request's pieces cost, in one process (no HTTP, one thread)
-	$(BIN)/python -m bench.breakdown
+bench-breakdown: install ## a single-event POST's budget, piece by piece, in µs (one process, one thread, no HTTP)
+	$(BIN)/python -m bench.breakdown $(BENCH_ARGS)
 
 bench-dashboard: install ## dashboard page timings on 10,000 sensors and 10M events (fills var/ once, minutes)
 	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)

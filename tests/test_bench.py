@@ -7,6 +7,7 @@ documented answer instead (exit 2 with the install command), unless ``SENSORHUB_
 (CI, which installs wrk) makes a missing wrk a failure.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,9 +100,26 @@ def test_without_wrk_the_bench_says_how_to_install_it(tmp_path):
     assert not list(tmp_path.glob("*.json")), "a run that could not start wrote results"
 
 
-def test_the_breakdown_times_every_piece():
-    result = run_module("bench.breakdown", "--number", "2", "--repeats", "1")
+def test_the_breakdown_prints_a_budget_row_for_every_piece_and_compares_runs(tmp_path):
+    from bench.breakdown import BUDGET_LABELS, WHOLE_LABELS
+
+    after = tmp_path / "after.json"
+    baseline = ROOT / "bench" / "baselines" / "breakdown-4d267ae.json"
+    result = run_module(
+        "bench.breakdown",
+        *("--number", "3", "--repeats", "1"),
+        *("--json", str(after), "--compare", str(baseline)),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines()[1:] if line.strip()]
-    assert len(lines) == 11
-    assert all(float(line.rsplit(None, 1)[1]) > 0 for line in lines)
+    assert "{" not in result.stdout, "the logging plugin's lines belong in the sink file"
+    rows = {}
+    for line in result.stdout.splitlines():
+        for label in (*BUDGET_LABELS, *WHOLE_LABELS):
+            if line[2:].startswith(label + " "):
+                rows[label] = line[2 + len(label) :].split()
+    assert set(rows) == {*BUDGET_LABELS, *WHOLE_LABELS}
+    for label, (before, now, ratio) in rows.items():
+        assert float(before) > 0 and ratio.endswith("x"), label  # the baseline has every row
+        assert label.startswith("unaccounted") or float(now) > 0, label
+    figures = json.loads(after.read_text())
+    assert set(figures) >= {*BUDGET_LABELS, *WHOLE_LABELS}
