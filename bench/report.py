@@ -292,7 +292,12 @@ def floors(main: dict[str, dict], scaling: dict | None, memory: dict | None) -> 
                 "floor": "RSS at start-up",
                 "measured": f"{start['largest_mb']:.1f} MB",
                 "why": "the sensorhub server right after it answered /healthz: the app loaded, "
-                "nothing served",
+                "nothing served"
+                + (
+                    f" (largest of {start['processes']}, sum {start['sum_mb']:.1f} MB)"
+                    if start["processes"] > 1
+                    else ""
+                ),
             }
         )
     one = (scaling or {}).get("x1", {}).get("hello")

@@ -298,15 +298,15 @@ class Bench:
         return server
 
     def measure(self, cells: list[Cell]) -> dict[str, dict[str, dict]]:
-        """A warm-up and ``--runs`` passes over the cells, interleaved (A, B, C, … then again)
-        so a burst of noise lands on several cells instead of skewing one; the summaries by
-        group and scenario name."""
+        """A warm-up round and ``--runs`` rounds over the cells, interleaved (A, B, C, … then
+        again) so a burst of noise lands on several cells instead of skewing one; the summaries
+        by group and scenario name."""
         args = self.args
-        passes = [("warm-up", args.warmup)] if args.warmup > 0 else []
-        passes += [(f"run {i}/{args.runs}", args.duration) for i in range(1, args.runs + 1)]
+        rounds = [("warm-up", args.warmup)] if args.warmup > 0 else []
+        rounds += [(f"run {i}/{args.runs}", args.duration) for i in range(1, args.runs + 1)]
         for cell in cells:
             self.runs[cell.label], self.warmups[cell.label] = [], []
-        for label, duration in passes:
+        for label, duration in rounds:
             say(f"\n{label}:")
             for cell in cells:
                 counter = (
@@ -607,7 +607,7 @@ def main(argv=None) -> int:
             "overheads": overheads,
             "scaling": scaling,
             "stored": stored_results,
-            "memory": usage,
+            "memory": {**usage, "rss_at_start_by_server": bench.rss_at_start},
             "targets": targets,
             "floors": floors,
             "finished_at": dt.datetime.now(dt.UTC).isoformat(),
