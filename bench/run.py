@@ -15,15 +15,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import decoders, report, wrk
+from . import decoders, memory, report, stored, wrk
 from .integrity import EventCounter, check
-from .scenarios import SERVERS, installed_plugins, select, server_plugins
+from .scenarios import (
+    SCALING_SCENARIOS,
+    SCENARIOS,
+    SERVERS,
+    STORED_SCENARIOS,
+    Scenario,
+    installed_plugins,
+    select,
+    server_plugins,
+)
 from .serve import SERVERS as HTTP_SERVERS
-from .servers import BenchError, Server
+from .servers import BenchError, Sensor, Server
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSES = {"main", "scaling"}  # what --skip takes; the stored pass runs when --stored asks
 
 
 def parse_args(argv):
@@ -86,6 +97,27 @@ def parse_args(argv):
     )
     parser.add_argument("--scenarios", help="comma-separated scenario names (hello always runs)")
     parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated passes not to run: main (the scenarios on --server x --workers), "
+        "scaling (2 worker processes vs 1, on gunicorn unless --server granian)",
+    )
+    parser.add_argument(
+        "--stored",
+        type=int,
+        metavar="N",
+        help="also run the stored pass: single and batch ingest on a SQLite database pre-filled "
+        "with N events (kept in --stored-dir) against an empty one (make bench-stored: 10M)",
+    )
+    parser.add_argument(
+        "--stored-dir",
+        default=str(stored.STORE_DIR),
+        help="where the pre-filled database is kept for the next runs (var/bench)",
+    )
+    parser.add_argument(
+        "--fresh-fill", action="store_true", help="fill the stored pass's database again"
+    )
+    parser.add_argument(
         "--no-decoders", action="store_true", help="skip the JSON decoder micro-benchmark"
     )
     parser.add_argument(
@@ -95,6 +127,11 @@ def parse_args(argv):
         "--results-dir",
         default=str(ROOT / "bench" / "results"),
         help="where the JSON results go (bench/results)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="write the results (every figure, the targets table) here instead of --results-dir",
     )
     parser.add_argument(
         "--keep",
@@ -108,6 +145,15 @@ def parse_args(argv):
         parser.error("--runs must be >= 1 and --duration > 0")
     if args.threads < 1 or args.workers < 1:
         parser.error("--threads and --workers must be >= 1")
+    args.skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    if args.skip - PASSES:
+        parser.error(
+            f"--skip takes {', '.join(sorted(PASSES))}, not {', '.join(args.skip - PASSES)}"
+        )
+    if args.stored is not None and args.stored < 1:
+        parser.error("--stored must be >= 1")
+    if args.stored is not None and args.database_url:
+        parser.error("--stored fills a SQLite file: it cannot go with --database-url")
     if args.server is None:
         args.server = "gunicorn" if args.workers > 1 else "waitress"
     if args.server == "waitress" and args.workers > 1:
@@ -180,8 +226,8 @@ def run_scenario(
     return figures
 
 
-def progress_line(label: str, name: str, figures: dict) -> str:
-    text = f"    {name:<24}{figures['req_per_s']:>9,.0f} req/s  p99 {figures['p99_ms']:6.1f} ms"
+def progress_line(label: str, figures: dict) -> str:
+    text = f"    {label:<24}{figures['req_per_s']:>9,.0f} req/s  p99 {figures['p99_ms']:6.1f} ms"
     other = {c: n for c, n in figures["statuses"].items() if not 200 <= c < 300}
     if other or figures["socket_errors"]:
         text += f"  non-2xx {other or 0}  socket errors {figures['socket_errors']}"
@@ -198,6 +244,221 @@ def progress_line(label: str, name: str, figures: dict) -> str:
 
 def _terminated(signum, _frame):
     raise SystemExit(128 + signum)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One scenario on one server within a pass; ``group`` tells a pass's servers apart (the
+    scaling pass's x1 and x2, the stored pass's empty and stored)."""
+
+    label: str
+    group: str
+    scenario: Scenario
+    server: Server
+
+
+class Bench:
+    """One go: the servers it started (all stopped by :meth:`close`, whatever happened), their
+    event counters, each server's memory at start-up, and every run measured."""
+
+    def __init__(self, args, wrk_path: str, workdir: Path):
+        self.args = args
+        self.wrk_path = wrk_path
+        self.workdir = workdir
+        self.servers: list[Server] = []
+        self.counters: dict[str, EventCounter] = {}
+        self.rss_at_start: dict[str, dict | None] = {}
+        self.runs: dict[str, list[dict]] = {}
+        self.warmups: dict[str, list[dict]] = {}
+
+    def launch(
+        self,
+        server: Server,
+        hosted: list[Scenario],
+        sensors: list[Sensor] | None = None,
+        counter: EventCounter | None = None,
+    ) -> Server:
+        """Start ``server`` for the ``hosted`` scenarios: its sensors (``sensors`` if it already
+        has them, else provisioned) and, for ingest, its event counter."""
+        self.servers.append(server)  # stopped in close() whatever happens from here
+        server.start()
+        assert server.process is not None
+        self.rss_at_start[server.name] = memory.usage(server.process.pid, "VmRSS")
+        if sensors is not None:
+            server.use_sensors(sensors)
+        elif any("auth" in s.requires for s in hosted):
+            server.provision_sensors(self.args.sensors)
+        if any(s.events_per_request for s in hosted):
+            self.counters[server.name] = counter or EventCounter(server)
+        say(
+            f"  {server.name:<20} :{server.port}  {server.describe()}; "
+            f"{server.describe_server()}"
+            + (f", {len(server.sensors)} sensors" if server.sensors else "")
+        )
+        return server
+
+    def measure(self, cells: list[Cell]) -> dict[str, dict[str, dict]]:
+        """A warm-up round and ``--runs`` rounds over the cells, interleaved (A, B, C, … then
+        again) so a burst of noise lands on several cells instead of skewing one; the summaries
+        by group and scenario name."""
+        args = self.args
+        rounds = [("warm-up", args.warmup)] if args.warmup > 0 else []
+        rounds += [(f"run {i}/{args.runs}", args.duration) for i in range(1, args.runs + 1)]
+        for cell in cells:
+            self.runs[cell.label], self.warmups[cell.label] = [], []
+        for label, duration in rounds:
+            say(f"\n{label}:")
+            for cell in cells:
+                counter = (
+                    self.counters.get(cell.server.name)
+                    if cell.scenario.events_per_request
+                    else None
+                )
+                figures = run_scenario(
+                    cell.scenario,
+                    cell.server,
+                    counter,
+                    self.wrk_path,
+                    self.workdir,
+                    args,
+                    duration,
+                )
+                say(progress_line(cell.label, figures))
+                (self.warmups if label == "warm-up" else self.runs)[cell.label].append(figures)
+                time.sleep(0.3)  # let in-flight work drain before the next scenario
+        for server in {cell.server.name: cell.server for cell in cells}.values():
+            if not server.alive():
+                raise BenchError(
+                    f"server {server.name} died during the bench:\n{server.log_tail()}"
+                )
+        # Figures come from the measured runs only; a lost event or an error counts in
+        # warm-up too.
+        summaries: dict[str, dict[str, dict]] = {}
+        for cell in cells:
+            summaries.setdefault(cell.group, {})[cell.scenario.name] = report.summarize(
+                cell.scenario.name, self.runs[cell.label], self.warmups[cell.label]
+            )
+        return summaries
+
+    def stop(self, servers) -> None:
+        for server in servers:
+            counter = self.counters.pop(server.name, None)
+            if counter:
+                counter.close()
+            server.stop()
+
+    def close(self) -> None:
+        self.stop(self.servers)
+
+
+def main_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> tuple[dict, dict]:
+    """Every chosen scenario on --server x --workers; the sensorhub server's memory."""
+    args = bench.args
+    say(f"\nmain pass: {args.server} x {args.workers} for every server\nservers:")
+    servers = {}
+    needed = {s.server for s in chosen}
+    for spec in SERVERS:
+        if spec.name in needed:
+            servers[spec.name] = bench.launch(
+                Server(
+                    spec.name,
+                    server_plugins(spec, installed),
+                    bench.workdir,
+                    args.threads,
+                    args.database_url,
+                    args.workers,
+                    args.server,
+                ),
+                [s for s in chosen if s.server == spec.name],
+            )
+    summaries = bench.measure([Cell(s.name, "main", s, servers[s.server]) for s in chosen])
+    usage = {}
+    main_server = servers.get("sensorhub")
+    if main_server is not None and main_server.process is not None:
+        # After every scenario of the pass: VmHWM is the peak over all of them.
+        usage = {
+            "start": bench.rss_at_start.get("sensorhub"),
+            "peak": memory.usage(main_server.process.pid, "VmHWM"),
+        }
+    bench.stop(servers.values())
+    return summaries.get("main", {}), usage
+
+
+def scaling_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> dict:
+    """The scaling scenarios on 1 and on 2 worker processes of the same pre-fork server, so the
+    ratio is the second process's gain alone (waitress has no second process)."""
+    args = bench.args
+    kind = args.server if args.server != "waitress" else "gunicorn"
+    scenarios = [s for s in chosen if s.name in SCALING_SCENARIOS]
+    say(f"\nscaling pass: {kind} x 1 vs {kind} x 2 (both pre-fork; the main pass's {args.server}")
+    say(f"x {args.workers} is not the 1-process figure here)\nservers:")
+    specs = {spec.name: spec for spec in SERVERS}
+    servers: dict[tuple[str, int], Server] = {}
+    for workers in (1, 2):
+        for name in dict.fromkeys(s.server for s in scenarios):
+            servers[name, workers] = bench.launch(
+                Server(
+                    f"{name}-x{workers}",
+                    server_plugins(specs[name], installed),
+                    bench.workdir,
+                    args.threads,
+                    args.database_url,
+                    workers,
+                    kind,
+                ),
+                [s for s in scenarios if s.server == name],
+            )
+    cells = [
+        Cell(f"{s.name} x{workers}", f"x{workers}", s, servers[s.server, workers])
+        for s in scenarios
+        for workers in (1, 2)
+    ]
+    summaries = bench.measure(cells)
+    bench.stop(servers.values())
+    return {"server": kind, **summaries}
+
+
+def stored_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> dict:
+    """Single and batch ingest on a database pre-filled with --stored events and on an empty
+    one, side by side."""
+    args = bench.args
+    scenarios = [s for s in chosen if s.name in STORED_SCENARIOS]
+    plugins = server_plugins(next(spec for spec in SERVERS if spec.name == "sensorhub"), installed)
+    assert plugins is not None
+    say(f"\nstored pass: {args.stored:,} stored events vs an empty database")
+    fill = stored.prepare(
+        args.stored,
+        args.sensors,
+        plugins,
+        Path(args.stored_dir),
+        bench.workdir,
+        args.threads,
+        args.fresh_fill,
+        say,
+    )
+    say("servers:")
+
+    def server(name: str, database_url: str | None) -> Server:
+        return Server(
+            name, plugins, bench.workdir, args.threads, database_url, args.workers, args.server
+        )
+
+    empty = bench.launch(server("sensorhub-empty", None), scenarios)
+    full = server("sensorhub-stored", fill.url)
+    bench.launch(
+        full,
+        scenarios,
+        sensors=fill.sensors,
+        counter=EventCounter(full, above_id=fill.max_id, prefilled=fill.events),
+    )
+    cells = [
+        Cell(f"{s.name} {group}", group, s, target)
+        for s in scenarios
+        for group, target in (("empty", empty), ("stored", full))
+    ]
+    summaries = bench.measure(cells)
+    bench.stop([empty, full])
+    return {"events": args.stored, "database": str(fill.database), **summaries}
 
 
 def main(argv=None) -> int:
@@ -225,11 +486,21 @@ def main(argv=None) -> int:
     )
     for scenario, reason in skipped:
         say(f"  skip {scenario.name}: {reason}")
+    why_not = {s.name: r for s, r in skipped}
+    left_out = [s for s in SCENARIOS if s not in chosen and s.name not in why_not]
+    why_not.update({s.name: "not in --scenarios" for s in left_out})
+    for name in args.skip:
+        why_not[name] = f"--skip {name}"
+    if "main" in args.skip:
+        why_not.update({s.name: "--skip main" for s in chosen})
+        why_not["memory"] = "--skip main"
+    if args.stored is None:
+        why_not["stored"] = "run make bench-stored"
 
     results: dict = {
         "started_at": started.isoformat(),
         "command": ["python", "-m", "bench", *sys.argv[1:]],
-        "args": vars(args),
+        "args": {**vars(args), "skip": sorted(args.skip)},
         "environment": env,
         "installed_plugins": sorted(installed),
         "skipped": {s.name: r for s, r in skipped},
@@ -244,122 +515,111 @@ def main(argv=None) -> int:
     previous_sigterm = signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="sensorhub-bench-"))
     env["workdir_filesystem"] = filesystem_of(workdir)
-    servers: dict[str, Server] = {}
-    counters: dict[str, EventCounter] = {}
-    runs: dict[str, list[dict]] = {s.name: [] for s in chosen}
-    warmups: dict[str, list[dict]] = {s.name: [] for s in chosen}
+    say(
+        f"\ninis, databases and server output in {workdir}, on {env['workdir_filesystem']}: "
+        "fsync costs what it costs there"
+    )
+    bench = Bench(args, wrk_path, workdir)
+    main_summaries: dict[str, dict] = {}
+    usage: dict = {}
+    scaling = stored_results = None
     try:
-        needed = {s.server for s in chosen}
-        say("\nservers:")
-        for spec in SERVERS:
-            if spec.name not in needed:
-                continue
-            server = Server(
-                spec.name,
-                server_plugins(spec, installed),
-                workdir,
-                args.threads,
-                args.database_url,
-                args.workers,
-                args.server,
-            )
-            servers[spec.name] = server  # stopped in `finally` whatever happens from here
-            server.start()
-            hosted = [s for s in chosen if s.server == spec.name]
-            if any("auth" in s.requires for s in hosted):
-                server.provision_sensors(args.sensors)
-            if any(s.events_per_request for s in hosted):
-                counters[spec.name] = EventCounter(server)
-            say(
-                f"  {spec.name:<20} :{server.port}  {server.describe()}"
-                + (f", {len(server.sensors)} sensors" if server.sensors else "")
-            )
-        say(
-            f"  (inis, databases and server output in {workdir}, on "
-            f"{env['workdir_filesystem']}: fsync costs what it costs there)"
-        )
-
-        passes = [("warm-up", args.warmup)] if args.warmup > 0 else []
-        passes += [(f"run {i}/{args.runs}", args.duration) for i in range(1, args.runs + 1)]
-        for label, duration in passes:
-            say(f"\n{label}:")
-            for scenario in chosen:
-                server = servers[scenario.server]
-                counter = counters.get(scenario.server) if scenario.events_per_request else None
-                figures = run_scenario(scenario, server, counter, wrk_path, workdir, args, duration)
-                say(progress_line("", scenario.name, figures))
-                (warmups if label == "warm-up" else runs)[scenario.name].append(figures)
-                time.sleep(0.3)  # let in-flight work drain before the next scenario
-        for server in servers.values():
-            if not server.alive():
-                raise BenchError(
-                    f"server {server.name} died during the bench:\n{server.log_tail()}"
-                )
+        if "main" not in args.skip:
+            main_summaries, usage = main_pass(bench, chosen, installed)
+        if "scaling" not in args.skip:
+            scaling = scaling_pass(bench, chosen, installed)
+        if args.stored is not None:
+            stored_results = stored_pass(bench, chosen, installed)
     except BenchError as error:
         print(f"\nbench: {error}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
-        for counter in counters.values():
-            counter.close()
-        for server in servers.values():
-            server.stop()
+        bench.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    # Figures come from the measured runs only; a lost event or an error counts in warm-up too.
-    summaries = {
-        name: report.summarize(name, measured, warmups[name])
-        for name, measured in runs.items()
-        if measured
-    }
-    report.add_ratios(summaries)
-    overheads = report.overheads(summaries)
-    targets = report.targets(summaries, {s.name for s, _ in skipped})
+    report.add_ratios(main_summaries)
+    overheads = report.overheads(main_summaries)
+    scaling_groups = {k: v for k, v in (scaling or {}).items() if k in ("x1", "x2")}
+    stored_groups = {k: v for k, v in (stored_results or {}).items() if k in ("empty", "stored")}
+    targets = report.targets(main_summaries, scaling_groups, stored_groups, usage, why_not)
+    floors = report.floors(main_summaries, scaling_groups, usage)
     env["loadavg_at_end"] = os.getloadavg()
 
     say(
-        f"\nmedians of {args.runs} run(s), {args.duration}s each, on {args.server} x "
-        f"{args.workers}; x hello = req/s ratio to the bare WSGI app on the same server in this "
-        "run; +/- = half the req/s range over "
-        "the runs; load average "
+        f"\nmedians of {args.runs} run(s), {args.duration}s each; load average "
         + " ".join(f"{x:.2f}" for x in env["loadavg_at_start"])
         + " at start, "
         + " ".join(f"{x:.2f}" for x in env["loadavg_at_end"])
         + " at end"
     )
-    say(report.table(summaries, [s.name for s in chosen if s.name in summaries]))
+    if main_summaries:
+        say(
+            f"\nmain pass on {args.server} x {args.workers}; x hello = req/s ratio to the bare "
+            "WSGI app on the same server in this run; +/- = half the req/s range over the runs"
+        )
+        say(report.table(main_summaries, [s.name for s in chosen if s.name in main_summaries]))
     if overheads:
-        say("\nwhat each layer costs (variant vs baseline, same run):")
+        say("\nwhat each layer costs (with vs without it, same run):")
         say(report.overheads_table(overheads))
-    say("\ntargets (issue 4):")
+    if scaling_groups:
+        kind = scaling["server"] if scaling else ""
+        say(f"\nscaling pass: both columns on {kind} (1 process is {kind} x 1, not the main pass)")
+        say(
+            report.pair_table(
+                "scenario", f"{kind} x1", f"{kind} x2", scaling_groups["x1"], scaling_groups["x2"]
+            )
+        )
+    if stored_groups:
+        say(f"\nstored pass: an empty database vs {args.stored:,} stored events")
+        say(
+            report.pair_table(
+                "scenario", "empty", "stored", stored_groups["empty"], stored_groups["stored"]
+            )
+        )
+    say("\ntargets (issue 14, every figure from this run):")
     say(report.targets_table(targets))
+    if floors:
+        say("\nfloors measured in the same run:")
+        say(report.floors_table(floors))
 
     failed_correctness = any(t["verdict"] == "FAIL" and t["correctness"] for t in targets)
     failed_speed = any(t["verdict"] == "FAIL" and not t["correctness"] for t in targets)
     results.update(
         {
             "servers": {
-                n: {
+                s.name: {
                     "plugins": s.plugins,
                     "server": s.http_server,
                     "threads": s.threads,
                     "workers": s.workers,
+                    "database_url": s.settings()["sensorhub.database.url"]
+                    if s.plugins is not None
+                    else None,
                 }
-                for n, s in servers.items()
+                for s in bench.servers
             },
-            "runs": runs,
-            "warmups": warmups,
-            "summaries": summaries,
+            "runs": bench.runs,
+            "warmups": bench.warmups,
+            "summaries": main_summaries,
             "overheads": overheads,
+            "scaling": scaling,
+            "stored": stored_results,
+            "memory": {**usage, "rss_at_start_by_server": bench.rss_at_start},
             "targets": targets,
+            "floors": floors,
             "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         }
     )
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    out = results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        results_dir = Path(args.results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        out = results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     say(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     if failed_correctness:

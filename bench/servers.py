@@ -306,6 +306,12 @@ class Server:
                     f"{data!r}; server output:\n{self.log_tail()}"
                 )
             self.sensors.append(Sensor(data["sensorId"], data["token"]))
+        self.use_sensors(self.sensors)
+
+    def use_sensors(self, sensors: list[Sensor]) -> None:
+        """Load as these sensors, already in the database (provisioned, or a kept fill's), and
+        write the wrk sensors file."""
+        self.sensors = list(sensors)
         self.sensors_file.write_text("".join(f"{s.sensor_id} {s.token}\n" for s in self.sensors))
 
 

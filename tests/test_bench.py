@@ -32,6 +32,8 @@ LOAD_RUN = [
     "4",
     "--scenarios",
     "ingest_single,ingest_batch100",
+    "--skip",
+    "scaling",
 ]
 
 
@@ -61,9 +63,15 @@ def assert_a_short_load_run_passes(result, tmp_path):
         assert_says_how_to_install_wrk(result)
         return
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "PASS  no lost or extra events" in result.stdout
-    assert "PASS  no errors" in result.stdout
+    assert target_row(result.stdout, "no lost or extra events").endswith("PASS")
+    assert target_row(result.stdout, "no errors").endswith("PASS")
     assert list(tmp_path.glob("*.json")), "the run's results file was not written"
+
+
+def target_row(output: str, target: str) -> str:
+    """The line of the printed targets table that holds ``target``."""
+    table = output.split("targets (issue 14", 1)[1]
+    return next(line for line in table.splitlines() if target in line).rstrip()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -80,6 +88,37 @@ def test_a_short_load_run_on_two_workers_of_each_prefork_server(tmp_path, server
     assert_a_short_load_run_passes(result, tmp_path)
     if result.returncode == 0:
         assert f"{server} 8 threads x 2 worker process(es)" in result.stdout
+
+
+def test_the_scaling_and_stored_passes_check_every_event_and_fill_the_targets_table(tmp_path):
+    """Both extra passes in one short run: 1 vs 2 gunicorn workers, and ingest on a database
+    pre-filled with events (then reused: the second run removes the first one's events)."""
+    scaling_and_stored = [
+        *LOAD_RUN[: LOAD_RUN.index("--skip")],
+        "--stored",
+        "3000",
+        "--stored-dir",
+        str(tmp_path / "stored"),
+    ]
+    result = run_module(*scaling_and_stored, "--json", str(tmp_path / "first.json"))
+    assert_a_short_load_run_passes(result, tmp_path)
+    if result.returncode != 0:
+        return  # no wrk: the bench said so
+    assert "gunicorn x 1 vs gunicorn x 2" in result.stdout
+    assert target_row(result.stdout, "ingest_single x2 workers").split()[-1] in ("PASS", "FAIL")
+    assert target_row(result.stdout, "ingest_batch100 stored").split()[-1] in ("PASS", "FAIL")
+    assert "run make bench-stored" not in result.stdout
+    figures = json.loads((tmp_path / "first.json").read_text())
+    assert {row["verdict"] for row in figures["targets"]} <= {"PASS", "FAIL", "not run"}
+    assert figures["memory"]["peak"]["largest_mb"] >= figures["memory"]["start"]["largest_mb"]
+
+    again = run_module(
+        *scaling_and_stored, "--skip", "main,scaling", "--results-dir", str(tmp_path)
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "reusing" in again.stdout
+    assert target_row(again.stdout, "no lost or extra events").endswith("PASS")
+    assert target_row(again.stdout, "api_root x2 workers").endswith("not run")
 
 
 def test_waitress_is_refused_more_than_one_process(tmp_path):
