@@ -19,6 +19,7 @@ A structlog call does not become a stdlib ``LogRecord``: its last processor,
 caller lookup and the formatter's bookkeeping per line saved: issue 14). So other handlers on the
 root logger (a file, a test's capture) receive stdlib records only; when the plugin's handler is
 no longer on the root logger, structlog calls fall back to stdlib records.
+
 Exceptions become data *before* redaction (JSON: structlog's structured traceback; console: the
 plain text one), never with local variables: structlog's rich tracebacks show locals by default,
 and a local may hold a token.
