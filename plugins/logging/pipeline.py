@@ -1,21 +1,32 @@
 """One pipeline for every logger in the process: structlog's and the standard library's.
 
 Records from ``structlog.get_logger`` and from stdlib loggers (pyramid, waitress, sqlalchemy,
-alembic, transaction, …) meet in one handler on the root logger whose
-``structlog.stdlib.ProcessorFormatter`` renders both alike:
+alembic, transaction, …) meet in one handler on the root logger, which renders both alike with
+one chain of processors and writes them to one stream:
 
-    structlog call ─ filter_by_level, shared ─┐
-                                              ├─ exception → redact → [escape] → render
-    stdlib record ── shared (foreign_pre_chain)┘
+    structlog call ─ filter_by_level, shared ────────┐
+                                                      ├─ exception → redact → [escape] → render
+    stdlib record ── shared (ProcessorFormatter's     │
+                     foreign_pre_chain) ──────────────┘
 
 ``shared`` = contextvars (request ID, sensor), level, logger name, ISO-8601 UTC timestamp.
+Levels are the stdlib loggers' (``filter_by_level`` asks the structlog call's stdlib logger), so
+``sensorhub.logging.levels`` applies to both kinds.
+
+A structlog call does not become a stdlib ``LogRecord``: its last processor,
+:func:`write_with_handler`, gives the event to the handler, which runs the same chain its
+``ProcessorFormatter`` runs on stdlib records and writes the line (two record constructions, a
+caller lookup and the formatter's bookkeeping per line saved: issue 14). So other handlers on the
+root logger (a file, a test's capture) receive stdlib records only; when the plugin's handler is
+no longer on the root logger, structlog calls fall back to stdlib records.
+
 Exceptions become data *before* redaction (JSON: structlog's structured traceback; console: the
 plain text one), never with local variables: structlog's rich tracebacks show locals by default,
 and a local may hold a token.
 
 The structlog side of the chain does not depend on the settings; everything that does lives in
-the handler's formatter, which :func:`configure` replaces when another app (tests build many)
-includes the plugin again.
+the handler (its chain and formatter), which :func:`configure` replaces when another app (tests
+build many) includes the plugin again: :func:`write_with_handler` finds the handler at each call.
 
 Test hook: the handler looks up ``sys.stdout`` / ``sys.stderr`` at each write, so pytest's
 ``capsys``/``capfd`` capture real output without any special wiring.
@@ -25,10 +36,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 from .processors import (
     dumps_one_line,
@@ -47,12 +60,32 @@ class StandardStreamHandler(logging.StreamHandler):
 
     A handler that kept the stream object from configuration time would keep writing into a
     stream that a test runner (or a daemoniser) has since replaced or closed.
+
+    ``chain`` renders an event dict into the line; the formatter runs it on stdlib records
+    (after its ``foreign_pre_chain``), :meth:`write_event` on structlog's events.
     """
 
-    def __init__(self, stream_name: str = "stdout"):
+    def __init__(self, stream_name: str = "stdout", chain: Sequence[Processor] = ()):
         self.stream_name = stream_name
+        self.chain = tuple(chain)
         self.levelled: set[str] = set()  # loggers whose level the configuration set
         super().__init__()
+
+    def write_event(self, logger: logging.Logger, method_name: str, event_dict: EventDict) -> None:
+        """Render a structlog event with ``chain`` and write it as ``emit`` writes a record:
+        one line, under the handler's lock (lines never interleave), flushed."""
+        try:
+            line: Any = event_dict
+            for processor in self.chain:
+                line = processor(logger, method_name, line)
+            with self.lock:  # type: ignore[union-attr]  # createLock() made it
+                stream = self.stream
+                stream.write(line + self.terminator)
+                stream.flush()
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": event_dict.get("event")}))
 
     @property
     def stream(self):
@@ -72,7 +105,8 @@ def shared_processors() -> list:
     ]
 
 
-def build_formatter(output_format: str, colors: bool = False) -> logging.Formatter:
+def render_chain(output_format: str, colors: bool = False) -> list[Processor]:
+    """Event dict (shared processors applied) -> the line: exception, redaction, rendering."""
     if output_format == "json":
         render_exception: Processor = structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False)
@@ -89,15 +123,29 @@ def build_formatter(output_format: str, colors: bool = False) -> logging.Formatt
                 colors=colors, exception_formatter=structlog.dev.plain_traceback
             ),
         ]
+    return [render_exception, redact_secrets, *tail]
+
+
+def build_formatter(chain: Sequence[Processor]) -> logging.Formatter:
+    """The handler's formatter for stdlib records: ``shared``, then ``chain``."""
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared_processors(), structlog.stdlib.ExtraAdder()],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            render_exception,
-            redact_secrets,
-            *tail,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *chain],
     )
+
+
+def write_with_handler(logger: Any, method_name: str, event_dict: EventDict) -> Any:
+    """structlog's last processor: the plugin's handler renders and writes the event.
+
+    Then the event is dropped (``DropEvent`` is how a processor ends an event in structlog):
+    it has been written, and no stdlib record is made. Without the plugin's handler on the root
+    logger (removed by a test, say), the event goes on to the stdlib logger as a record.
+    """
+    for handler in logging.root.handlers:
+        if type(handler) is StandardStreamHandler:
+            handler.write_event(logger, method_name, event_dict)
+            raise structlog.DropEvent
+    return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
 
 
 def configure(
@@ -115,8 +163,9 @@ def configure(
     """
     stream = getattr(sys, stream_name)
     colors = output_format == "console" and is_tty(stream)
-    handler = StandardStreamHandler(stream_name)
-    handler.setFormatter(build_formatter(output_format, colors))
+    chain = render_chain(output_format, colors)
+    handler = StandardStreamHandler(stream_name, chain)
+    handler.setFormatter(build_formatter(chain))
 
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -144,7 +193,7 @@ def configure(
             *shared_processors(),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            write_with_handler,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,

@@ -27,6 +27,7 @@ import functools
 import json
 import re
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -64,10 +65,19 @@ def _censor_match(match: re.Match) -> str:
 
 
 def redact_text(text: str) -> str:
+    # Most strings hold none of the literals a match needs: a substring test answers for them
+    # faster than the pattern scans them. Only for ASCII text, where (?i) means ASCII case and
+    # lower() is exact; other text (where "ſ" matches "s", say) always goes to the pattern.
+    if text.isascii() and "shs_" not in text and "://" not in text:
+        lowered = text.lower()
+        if "bearer" not in lowered and "basic" not in lowered:
+            return text
     return _SECRET_IN_TEXT.sub(_censor_match, text)
 
 
 def redact_value(value: Any, depth: int = 0) -> Any:
+    """``value`` with its secrets censored: the same object when it holds none (a container is
+    copied only when something in it changes; tuples and sets always become lists)."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, _PLAIN):
@@ -75,24 +85,42 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     if depth >= _MAX_DEPTH:
         return "[…]"
     if isinstance(value, dict):
-        return {
-            key: (
-                REDACTED
-                if isinstance(key, str) and is_sensitive_key(key) and item is not None
-                else redact_value(item, depth + 1)
-            )
-            for key, item in value.items()
-        }
+        redacted = _redact_items(value, depth, copy=True)
+        # A subclass could show its own repr (the console renderer's): always a plain dict.
+        return redacted if type(redacted) is dict else dict(redacted)
     if isinstance(value, list | tuple | set | frozenset):
-        return [redact_value(item, depth + 1) for item in value]
+        items = [redact_value(item, depth + 1) for item in value]
+        if type(value) is list and all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", "backslashreplace"))
     return redact_text(repr(value))
 
 
+def _redact_items(mapping: MutableMapping, depth: int, copy: bool) -> MutableMapping:
+    """Censors ``mapping``'s values; in a copy made at the first change when ``copy``, else in
+    place (the event dict itself: structlog makes a new one for every call)."""
+    result = mapping
+    for key, item in mapping.items():
+        if isinstance(key, str) and is_sensitive_key(key) and item is not None:
+            new = REDACTED
+        elif isinstance(item, str):  # the common cases first, without a call
+            new = redact_text(item)
+        elif isinstance(item, _PLAIN):
+            continue
+        else:
+            new = redact_value(item, depth + 1)
+        if new is not item:
+            if result is mapping and copy:
+                result = dict(mapping)
+            result[key] = new  # an existing key: no resizing while the loop iterates
+    return result
+
+
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: censor secrets by key name and by pattern, at any depth."""
-    return redact_value(event_dict)
+    return _redact_items(event_dict, 0, copy=False)
 
 
 # --- console

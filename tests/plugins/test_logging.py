@@ -469,6 +469,32 @@ def test_pserves_plain_console_handler_is_replaced(build, capsys):
     assert [line["event"] for line in records(capsys)] == ["structured only"]
 
 
+def test_structlog_lines_are_written_by_the_plugin_without_a_stdlib_record(capsys):
+    """Another handler on the root logger (a file, a test's capture) gets the libraries' records
+    only; without the plugin's handler, structlog calls become stdlib records again."""
+    events = []
+
+    class Recording(logging.Handler):
+        def emit(self, record):
+            events.append(record.msg["event"] if isinstance(record.msg, dict) else record.msg)
+
+    root, recording = logging.getLogger(), Recording()
+    root.addHandler(recording)
+    try:
+        log.info("structured", password=PASSWORD)
+        logging.getLogger("waitress").info("library")
+        assert [line["event"] for line in records(capsys)] == ["structured", "library"]
+        assert events == ["library"]
+        for handler in list(root.handlers):
+            if isinstance(handler, pipeline.StandardStreamHandler):
+                root.removeHandler(handler)
+        log.info("without the plugin's handler")
+        assert events == ["library", "without the plugin's handler"]
+        assert records(capsys) == []
+    finally:
+        root.removeHandler(recording)
+
+
 def test_levels_come_from_the_settings(build, capsys):
     build(
         **{

@@ -103,3 +103,30 @@ def test_console_values_are_escaped_and_a_traceback_is_indented():
     assert event["exception"] == (
         "  Traceback (most recent call last):\n    File x\n  ValueError: a\\x1bb"
     )
+
+
+def test_scheme_credentials_are_censored_in_any_case_and_in_non_ascii_text():
+    assert redact_text("auth BeArEr abc") == "auth BeArEr [REDACTED]"
+    assert redact_text("é Bearer abc") == "é Bearer [REDACTED]"
+    # Python's case-insensitive matching folds "ſ" (long s) to "s": still a scheme.
+    assert redact_text("Baſic dXNlcjpwYXNz") == "Baſic [REDACTED]"
+    assert redact_text(f"ünïcode {TOKEN}") == "ünïcode shs_[REDACTED]"
+
+
+def test_redaction_leaves_the_callers_objects_alone_and_copies_only_what_changes():
+    headers = {"Authorization": "Bearer x", "Accept": "text/plain"}
+    clean = {"rows": [{"n": 1}, "plain"]}
+    event = redact(headers=headers, clean=clean, tags=("a", "b"))
+    assert headers == {"Authorization": "Bearer x", "Accept": "text/plain"}  # not mutated
+    assert event["headers"] == {"Authorization": "[REDACTED]", "Accept": "text/plain"}
+    assert event["clean"] is clean  # nothing to censor: not rebuilt
+    assert event["tags"] == ["a", "b"]
+
+
+def test_a_dict_subclass_becomes_a_plain_dict_so_its_own_repr_is_never_shown():
+    class Loud(dict):
+        def __repr__(self):
+            return TOKEN
+
+    event = redact(mapping=Loud(a=1))
+    assert type(event["mapping"]) is dict and event["mapping"] == {"a": 1}
