@@ -243,6 +243,13 @@ def _is_reader(request: Request) -> bool:
     return route is not None and route.name in request.registry[_READER_ROUTES]
 
 
+def session_in_transaction(request: Request) -> Session | None:
+    """``request.dbsession`` if it is already in a transaction, without making one: for a
+    read that may go elsewhere when the request has not begun one (that costs more than it)."""
+    dbsession = request.__dict__.get("dbsession") or request.environ.get(DBSESSION_ENVIRON_KEY)
+    return dbsession if dbsession is not None and dbsession.in_transaction() else None
+
+
 def _request_dbsession(request: Request) -> Session:
     dbsession: Session | None = request.environ.get(DBSESSION_ENVIRON_KEY)  # test hook
     if dbsession is None:

@@ -34,11 +34,12 @@ from urllib.parse import parse_qsl
 import structlog
 from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
-from sqlalchemy import bindparam, event, literal_column, or_, select, update
+from sqlalchemy import Engine, bindparam, event, literal_column, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy import mark_changed
 
-from sensorhub.db import begin_writing
+from sensorhub.db import begin_writing, session_in_transaction
 from sensorhub.errors import FieldError, problem
 from sensorhub.events import AuthenticationFailed, RequestRateLimited, SensorAuthenticated
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
@@ -116,6 +117,7 @@ class BearerTokenSecurityPolicy:
         # token digest -> clock time until which its last_used_at is known to be fresh
         self._touched_until: dict[bytes, float] = {}
         self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
+        self._generation_sql: dict[Engine, str] = {}  # engine -> _GENERATION compiled for it
         self.credential_changes = CredentialChanges()  # includeme watches the app's sessions
 
     @property
@@ -261,16 +263,13 @@ class BearerTokenSecurityPolicy:
         return self._sensor(request, digest, may_query)
 
     def _sensor(self, request, digest: bytes, may_query: bool = True) -> Outcome:
-        dbsession = request.dbsession
         lookup = self._lookups.get(digest)
-        # A remembered lookup is valid only until its next due touch, so reading the generation
-        # here never comes before a writer transaction this request would have had to begin.
         if lookup is not None and lookup.until > self.clock():
-            generation = dbsession.connection().execute(_GENERATION).scalar()
-            if generation == lookup.generation:
+            if self._current_generation(request) == lookup.generation:
                 return self._authenticated(request, lookup.identity)
         if not may_query:
             return Outcome(reason="blocked")  # a blocked address gets no token lookup
+        dbsession = request.dbsession
         touch_due = self._touched_until.get(digest, 0.0) <= self.clock()
         if touch_due:
             # This request may write last_used_at: in a reader transaction, take the write lock
@@ -304,6 +303,40 @@ class BearerTokenSecurityPolicy:
             self._remember_touch(digest, fresh_for.total_seconds())
         self._remember_lookup(digest, identity, row.generation, row.expires_at, now)
         return self._authenticated(request, identity)
+
+    def _current_generation(self, request) -> int | None:
+        """The credential generation as last committed, read on a pooled driver connection of
+        its own when the request has not begun its session's transaction.
+
+        A single-event POST by a remembered sensor touches the database nowhere else (its rows
+        go to the group-commit writer); for this one read, beginning the request's session cost
+        it ~190 µs on SQLite, a SQLAlchemy ``Connection`` ~70 µs, the driver's cursor ~12 µs
+        (``make bench-breakdown``). The driver's errors are raised as SQLAlchemy's, so a
+        database that is down is answered 503 like anywhere else.
+        """
+        dbsession = session_in_transaction(request)
+        if dbsession is not None:  # already paid for: one more statement in it
+            return dbsession.connection().execute(_GENERATION).scalar()
+        engine = request.registry["dbengine"]
+        sql = self._generation_sql.get(engine)
+        if sql is None:  # no parameters (see _THE_ROW): runs as compiled on every driver
+            sql = self._generation_sql[engine] = str(_GENERATION.compile(engine))
+        driver_error = engine.dialect.loaded_dbapi.Error
+        try:
+            connection = engine.raw_connection()
+        except driver_error as error:
+            raise DBAPIError.instance(sql, None, error, driver_error) from error
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql)  # SQLite: autocommit, a read that takes no lock
+            rows = cursor.fetchall()  # to the end: SQLite ends the read only then
+            cursor.close()
+        except driver_error as error:
+            connection.invalidate()
+            raise DBAPIError.instance(sql, None, error, driver_error) from error
+        finally:
+            connection.close()  # back to the pool, which rolls back what PostgreSQL began
+        return rows[0][0] if rows else None
 
     def _authenticated(self, request, identity: SensorIdentity) -> Outcome:
         structlog.contextvars.bind_contextvars(sensor_id=identity.sensor_id)
