@@ -10,7 +10,7 @@ PYTEST ?= -q -n auto
 CODE := sensorhub plugins tests bench deploy clients/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate test postgresql-pass test-postgresql coverage lint format check dist release deploy-test bench bench-stored bench-overload bench-breakdown bench-dashboard plugin docs clean lock
+.PHONY: help install run serve migrate test postgresql-pass debian-packages test-postgresql coverage lint format check dist release deploy-test bench bench-stored bench-overload bench-breakdown bench-dashboard plugin docs clean lock
 
 help: ## list the targets and what each does
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,23 +34,23 @@ serve: INI = production.ini
 serve: migrate ## the production server (gunicorn, one worker per core) from $(INI) (production.ini)
 	$(BIN)/sensorhub-serve $(INI)
 
-test: install ## set up everything and run the whole suite: SQLite, then PostgreSQL if installed
+test: install debian-packages ## set up everything and run the whole suite: SQLite, then PostgreSQL
 	$(BIN)/pytest $(PYTEST) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory postgresql-pass
 
-# The suite again on a throwaway PostgreSQL when Debian's server is installed (required in CI).
+# The suite again on a throwaway PostgreSQL (skipped when the caller already chose a database).
 postgresql-pass:
-	@if [ -n "$$SENSORHUB_TEST_DATABASE_URL" ]; then :; \
-	elif .ci/with-postgresql --check; then .ci/with-postgresql $(BIN)/pytest $(PYTEST) $(PYTEST_ARGS); \
-	elif [ "$$SENSORHUB_REQUIRE_TOOLS" = 1 ]; then \
-		echo "PostgreSQL is required (apt-get install postgresql, or .ci/run)" >&2; exit 1; \
-	else echo "PostgreSQL is not installed, so its pass was skipped (apt-get install postgresql)"; fi
+	@if [ -z "$$SENSORHUB_TEST_DATABASE_URL" ]; then \
+		.ci/with-postgresql $(BIN)/pytest $(PYTEST) $(PYTEST_ARGS); fi
 
-test-postgresql: install ## run the suite against a throwaway PostgreSQL on loopback (Debian's package)
+debian-packages: ## install the Debian packages the tests drive (PostgreSQL, Prometheus, wrk, nginx, Chromium, systemd)
+	.ci/debian-packages
+
+test-postgresql: install debian-packages ## run the suite against a throwaway PostgreSQL on loopback (Debian's package)
 	.ci/with-postgresql $(BIN)/pytest $(PYTEST) $(PYTEST_ARGS)
 
 coverage: export COVERAGE_FILE = $(CURDIR)/build/coverage/.coverage
-coverage: install ## the suite under branch coverage, subprocesses too; fails below the floor
+coverage: install debian-packages ## the suite under branch coverage, subprocesses too; fails below the floor
 	rm -rf build/coverage && mkdir -p build/coverage
 	$(BIN)/coverage run -m pytest $(PYTEST) $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
@@ -78,7 +78,7 @@ release: install ## build dist/releases/sensorhub-<version>.tar.gz: wheel, wheel
 	$(BIN)/python deploy/release.py
 
 # Minutes, one process (the story is sequential): not part of `make test`; .ci/run calls it.
-deploy-test: install ## the deployment story for real: releases, Ansible, nginx, PostgreSQL, rollback
+deploy-test: install debian-packages ## the deployment story for real: releases, Ansible, nginx, PostgreSQL, rollback
 	SENSORHUB_DEPLOY_TEST=1 .ci/with-postgresql $(BIN)/pytest -p no:xdist -s -m deploy tests/deploy $(PYTEST_ARGS)
 
 bench: install ## issue 14's targets on 127.0.0.1, PASS/FAIL, one run: 1 process, then 2 vs 1 (~10 min)

@@ -16,9 +16,9 @@
   started cannot escape by losing its parent; one still alive when the session ends fails the run.
 - Tests that need an outside tool carry its marker (``prometheus``; ``postgresql`` for a test
   that starts a PostgreSQL server of its own, whatever the suite's database; ``browser`` for a
-  test that drives a headless Chromium). Without the tool they are skipped, saying how to
-  install it; ``SENSORHUB_REQUIRE_TOOLS=1`` (``.ci/run``, which installs them all) makes a
-  missing tool a failure instead.
+  test that drives a headless Chromium; ``systemd`` for ``systemd-analyze``). ``make test``
+  installs them all (``.ci/debian-packages``); without one, the test fails saying how to install
+  it: a test that needs a tool is never silently skipped.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from sensorhub.db import DBSESSION_ENVIRON_KEY, get_tm_session
 from sensorhub.lifecycle import close_app
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIRE_TOOLS = os.environ.get("SENSORHUB_REQUIRE_TOOLS") == "1"
 
 
 def binary(name: str) -> str | None:
@@ -67,6 +66,7 @@ TOOLS = {
     ),
     "postgresql": (("initdb",), "apt-get install postgresql"),
     "browser": (("chromium", "chromedriver"), "apt-get install chromium chromium-driver"),
+    "systemd": (("systemd-analyze",), "apt-get install systemd"),
 }
 
 
@@ -83,10 +83,10 @@ def pytest_runtest_setup(item):
         missing = missing_programs(programs)
         if not missing:
             continue
-        message = f"needs {', '.join(missing)} ({install}; .ci/run installs it)"
-        if REQUIRE_TOOLS:
-            pytest.fail(f"SENSORHUB_REQUIRE_TOOLS=1 but this test {message}")
-        pytest.skip(message)
+        pytest.fail(
+            f"this test needs {', '.join(missing)}: {install} (`make test` installs it with "
+            ".ci/debian-packages)"
+        )
 
 
 def pytest_addoption(parser):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, binary
 
 from .conftest import NODES, http_request, play_window
 
@@ -150,10 +149,9 @@ def test_secrets_reach_the_nodes_from_the_vault_and_stay_out_of_the_output(
     assert f"SENSORHUB_ADMIN_TOKEN='{deployment.admin_token}'" in env_file.read_text()
 
 
+@pytest.mark.systemd
 def test_the_systemd_unit_passes_systemd_analyze_verify(deployment, first_deploy):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian's systemd package)")
+    analyze = binary("systemd-analyze")
     # The deployed unit names paths that exist here: the release's sensorhub-serve, the env file.
     unit = deployment.unit("node1")
     text_ = unit.read_text()

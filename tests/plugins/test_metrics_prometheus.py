@@ -4,8 +4,7 @@
 Debian's ``prometheus`` scrapes it every second (both on 127.0.0.1, in temporary directories),
 and the RED series and recording rules are read back through Prometheus's HTTP API.
 
-Without the binaries these tests are skipped, unless ``SENSORHUB_REQUIRE_TOOLS=1`` (CI)
-makes a missing binary a failure.
+``make test`` installs the binaries; without them these tests fail, saying how to install them.
 """
 
 from __future__ import annotations
