@@ -30,7 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .servers import ADMIN_TOKEN, BenchError, Server
+from .servers import ADMIN_TOKEN, BenchError, Server, open_for_bulk_fill
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_SECRET = secrets.token_urlsafe(32)
@@ -96,12 +96,8 @@ def fill(path: Path, sensors: int, events: int, hot_events: int, spacing: float)
     now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
     step_us = int(spacing * 1_000_000)
     now_text = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection = open_for_bulk_fill(path)
     try:
-        # A throwaway file filled once: no journal, no fsync (the server later opens it in WAL).
-        connection.execute("PRAGMA journal_mode = OFF")
-        connection.execute("PRAGMA synchronous = OFF")
-        connection.execute("PRAGMA cache_size = -1000000")  # 1 GB of pages for the index builds
         connection.execute("BEGIN")
         started = time.monotonic()
         connection.execute(

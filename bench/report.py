@@ -212,35 +212,42 @@ def targets(
     else:
         not_run("sensorhub server", target, reason("memory"))
 
-    target = f">= {TWO_WORKERS_VS_ONE:g}x 1 process"
-    for name in SCALING_SCENARIOS[1:]:  # hello's own ratio is a floor, below
-        one = (scaling or {}).get("x1", {}).get(name)
-        two = (scaling or {}).get("x2", {}).get(name)
-        if not (one and two and one["req_per_s"]):
-            not_run(f"{name} x2 workers", target, reason("scaling", name))
-            continue
-        ratio = two["req_per_s"] / one["req_per_s"]
-        row(
-            f"{name} x2 workers",
-            target,
-            f"{ratio:.2f}x ({one['req_per_s']:,.0f} -> {two['req_per_s']:,.0f} req/s)",
-            ratio >= TWO_WORKERS_VS_ONE,
-        )
+    def ratio_rows(suffix, target, threshold, names, pass_name, pairs, base_key, other_key):
+        """One row per scenario: req/s of ``other_key`` over ``base_key`` against ``threshold``."""
+        for name in names:
+            base = (pairs or {}).get(base_key, {}).get(name)
+            other = (pairs or {}).get(other_key, {}).get(name)
+            if not (base and other and base["req_per_s"]):
+                not_run(f"{name} {suffix}", target, reason(pass_name, name))
+                continue
+            ratio = other["req_per_s"] / base["req_per_s"]
+            row(
+                f"{name} {suffix}",
+                target,
+                f"{ratio:.2f}x ({base['req_per_s']:,.0f} -> {other['req_per_s']:,.0f} req/s)",
+                ratio >= threshold,
+            )
 
-    target = f">= {STORED_VS_EMPTY:g}x empty database"
-    for name in STORED_SCENARIOS:
-        empty = (stored or {}).get("empty", {}).get(name)
-        full = (stored or {}).get("stored", {}).get(name)
-        if not (empty and full and empty["req_per_s"]):
-            not_run(f"{name} stored", target, reason("stored", name))
-            continue
-        ratio = full["req_per_s"] / empty["req_per_s"]
-        row(
-            f"{name} stored",
-            target,
-            f"{ratio:.2f}x ({empty['req_per_s']:,.0f} -> {full['req_per_s']:,.0f} req/s)",
-            ratio >= STORED_VS_EMPTY,
-        )
+    ratio_rows(
+        "x2 workers",
+        f">= {TWO_WORKERS_VS_ONE:g}x 1 process",
+        TWO_WORKERS_VS_ONE,
+        SCALING_SCENARIOS[1:],  # hello's own ratio is a floor, below
+        "scaling",
+        scaling,
+        "x1",
+        "x2",
+    )
+    ratio_rows(
+        "stored",
+        f">= {STORED_VS_EMPTY:g}x empty database",
+        STORED_VS_EMPTY,
+        STORED_SCENARIOS,
+        "stored",
+        stored,
+        "empty",
+        "stored",
+    )
 
     everything = dict(main)
     for label, passes in (("scaling", scaling), ("stored", stored)):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .servers import Sensor, Server
+from .servers import Sensor, Server, open_for_bulk_fill
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE_DIR = ROOT / "var" / "bench"
@@ -167,11 +167,8 @@ def _fill(database: Path, events: int, sensors: list[Sensor]) -> Fill:
     now_us = int(time.time() * 1_000_000)
     per_sensor, extra = divmod(events, len(sensors))
     counters = {}
-    connection = sqlite3.connect(database, isolation_level=None)
+    connection = open_for_bulk_fill(database)
     try:
-        connection.execute("PRAGMA journal_mode = OFF")
-        connection.execute("PRAGMA synchronous = OFF")
-        connection.execute("PRAGMA cache_size = -1000000")  # 1 GB of pages for the index builds
         connection.execute("BEGIN")
         for index, sensor_id in enumerate(sorted(s.sensor_id for s in sensors)):
             count = per_sensor + (1 if index < extra else 0)

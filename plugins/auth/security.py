@@ -319,7 +319,7 @@ class BearerTokenSecurityPolicy:
             return dbsession.connection().execute(_GENERATION).scalar()
         engine = request.registry["dbengine"]
         sql = self._generation_sql.get(engine)
-        if sql is None:  # no parameters (see _THE_ROW): runs as compiled on every driver
+        if sql is None:
             sql = self._generation_sql[engine] = str(_GENERATION.compile(engine))
         driver_error = engine.dialect.loaded_dbapi.Error
         try:
@@ -372,9 +372,9 @@ class BearerTokenSecurityPolicy:
 # check); a token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent
 # requests of one sensor (and other processes) agree on who writes. Built once: constructing a
 # statement costs more than running it.
-_THE_ROW = CredentialGeneration.id == literal_column(
-    "1"
-)  # inline: the lookup's one parameter stays
+# The row's key inline, not a parameter: the token lookup keeps its one parameter, and the
+# generation check runs as compiled on every driver.
+_THE_ROW = CredentialGeneration.id == literal_column("1")
 _GENERATION = select(CredentialGeneration.generation).where(_THE_ROW)
 _BUMP_GENERATION = (
     update(CredentialGeneration)
