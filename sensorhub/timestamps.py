@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
 MAX_EPOCH_MS = 2**53  # times 1000 (microseconds) it still fits a signed 64-bit column
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -87,6 +88,7 @@ def parse_datetime(value: object) -> datetime | None:
 
 def format_timestamp(us: int) -> str:
     """RFC 3339 in UTC with a ``Z``: milliseconds, or microseconds when there are any."""
-    moment = EPOCH + timedelta(microseconds=us)
-    spec = "milliseconds" if us % 1000 == 0 else "microseconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    # From a naive epoch: isoformat then writes no offset, and nothing is replaced per call
+    # (a 100-event page formats 200 of these).
+    moment = _NAIVE_EPOCH + timedelta(microseconds=us)
+    return moment.isoformat(timespec="microseconds" if us % 1000 else "milliseconds") + "Z"

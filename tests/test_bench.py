@@ -135,7 +135,7 @@ def test_the_breakdown_prints_a_budget_row_for_every_piece_and_compares_runs(tmp
     from bench.breakdown import BUDGET_LABELS, WHOLE_LABELS
 
     after = tmp_path / "after.json"
-    baseline = ROOT / "bench" / "baselines" / "breakdown-4d267ae.json"
+    baseline = ROOT / "bench" / "baselines" / "breakdown-befe05e.json"
     result = run_module(
         "bench.breakdown",
         *("--number", "3", "--repeats", "1"),

@@ -395,21 +395,45 @@ class EventQuery:
 
 
 def select_events(query: EventQuery, limit: int):
-    columns = events_table.c
-    conditions = [columns.sensor_id == query.sensor_id]
+    """The statement and its parameters for a page of ``query``: ``connection.execute(*it)``."""
+    parameters = {"sensor_id": query.sensor_id, "limit": limit}
     if query.types:
-        conditions.append(columns.type.in_(query.types))
+        parameters["types"] = list(query.types)
     if query.since is not None:
-        conditions.append(columns.ts >= query.since)
+        parameters["since"] = query.since
     if query.until is not None:
-        conditions.append(columns.ts < query.until)
-    position = tuple_(columns.ts, columns.id)
+        parameters["until"] = query.until
     if query.after is not None:
-        after = tuple_(*query.after)
-        conditions.append(position < after if query.newest_first else position > after)
+        parameters["after_ts"], parameters["after_id"] = query.after
+    shape = (
+        query.newest_first,
+        bool(query.types),
+        query.since is not None,
+        query.until is not None,
+        query.after is not None,
+    )
+    return _events_statement(*shape), parameters
+
+
+@functools.cache
+def _events_statement(newest_first: bool, types: bool, since: bool, until: bool, after: bool):
+    """One statement per shape of query (at most 32), its values bound at execution: building a
+    select and its cache key costs more than running it on a small page."""
+    columns = events_table.c
+    conditions = [columns.sensor_id == bindparam("sensor_id")]
+    if types:
+        conditions.append(columns.type.in_(bindparam("types", expanding=True)))
+    if since:
+        conditions.append(columns.ts >= bindparam("since"))
+    if until:
+        conditions.append(columns.ts < bindparam("until"))
+    if after:
+        position = tuple_(columns.ts, columns.id)
+        bound = tuple_(bindparam("after_ts"), bindparam("after_id"))
+        conditions.append(position < bound if newest_first else position > bound)
     order = (
         (columns.ts.desc(), columns.id.desc())
-        if query.newest_first
+        if newest_first
         else (columns.ts.asc(), columns.id.asc())
     )
     return (
@@ -425,7 +449,7 @@ def select_events(query: EventQuery, limit: int):
         )
         .where(and_(*conditions))
         .order_by(*order)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
 
 

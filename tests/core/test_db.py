@@ -37,6 +37,30 @@ def test_test_requests_share_the_tests_transaction_and_roll_back(testapp, dbsess
     assert count_sensors(dbengine) == 0
 
 
+def test_each_session_follows_the_transaction_manager_it_was_made_for(app, dbengine):
+    """zope.sqlalchemy's listeners are registered once on the session factory, not per session:
+    two sessions of one factory, each bound to its own manager, still follow their own."""
+    import transaction
+
+    from sensorhub.db import get_tm_session
+
+    factory = app.registry["dbsession_factory"]
+    kept, dropped = (transaction.TransactionManager(explicit=True) for _ in range(2))
+    kept.begin()
+    get_tm_session(factory, kept).add(Sensor(name="kept"))
+    kept.commit()
+    dropped.begin()
+    session = get_tm_session(factory, dropped)
+    session.add(Sensor(name="dropped"))
+    session.flush()
+    dropped.abort()
+    with dbengine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+        names = connection.execute(select(Sensor.name)).scalars().all()
+    assert names == ["kept"]
+    with dbengine.begin() as connection:
+        connection.execute(Sensor.__table__.delete())
+
+
 def test_acknowledged_writes_are_durable_by_default(dbengine):
     """SQLite: WAL, foreign keys, synchronous=FULL. PostgreSQL: synchronous_commit on and a
     statement timeout, so a stuck query errors instead of hanging a thread."""
