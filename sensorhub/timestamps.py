@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "now_us",
     "parse_datetime",
     "parse_timestamp",
+    "timestamp_formatter",
     "utcnow",
 ]
 
@@ -92,3 +94,21 @@ def format_timestamp(us: int) -> str:
     # (a 100-event page formats 200 of these).
     moment = _NAIVE_EPOCH + timedelta(microseconds=us)
     return moment.isoformat(timespec="microseconds" if us % 1000 else "milliseconds") + "Z"
+
+
+def timestamp_formatter() -> Callable[[int], str]:
+    """:func:`format_timestamp` for many values (a page of events): each second's text is made
+    once, since a page's events mostly share seconds and a batch's events their ``receivedAt``."""
+    seconds_text: dict[int, str] = {}
+
+    def format_one(us: int) -> str:
+        seconds, micro = divmod(us, 1_000_000)
+        text = seconds_text.get(seconds)
+        if text is None:
+            text = (_NAIVE_EPOCH + timedelta(seconds=seconds)).isoformat()
+            seconds_text[seconds] = text
+        if micro % 1000:
+            return f"{text}.{micro:06d}Z"
+        return f"{text}.{micro // 1000:03d}Z"
+
+    return format_one

@@ -15,6 +15,7 @@ from sensorhub.errors import DATABASE_RETRY_AFTER_SECONDS, problem, problem_resp
 from sensorhub.events import EventsIngested, notify_after_commit
 from sensorhub.identity import sensor_id_of
 from sensorhub.models import Sensor
+from sensorhub.timestamps import timestamp_formatter
 from sensorhub.validation import query_of
 
 from .body import media_type, read_body
@@ -181,14 +182,15 @@ def _events_response(request, sensor_id: str):
 
 def events_json(rows) -> list[dict]:
     """The API's form of ``select_events``' rows (unpacked by position: a page has hundreds)."""
+    timestamp = timestamp_formatter()
     return [
         {
             "eventId": event_id,
             "type": type_,
             "value": value,
             "unit": unit,
-            "ts": format_timestamp(ts),
-            "receivedAt": format_timestamp(received_at),
+            "ts": timestamp(ts),
+            "receivedAt": timestamp(received_at),
             "data": orjson.Fragment(data) if data is not None else None,
         }
         for _id, event_id, type_, value, unit, ts, received_at, data in rows

@@ -9,6 +9,7 @@ from sensorhub.timestamps import (
     format_timestamp,
     parse_datetime,
     parse_timestamp,
+    timestamp_formatter,
 )
 
 MOMENT = datetime(2026, 5, 28, 20, 26, 40, tzinfo=UTC)
@@ -84,3 +85,16 @@ def test_timestamps_are_written_in_utc_with_milliseconds_or_microseconds():
     assert format_timestamp(MOMENT_US) == "2026-05-28T20:26:40.000Z"
     assert format_timestamp(MOMENT_US + 123_456) == "2026-05-28T20:26:40.123456Z"
     assert parse_timestamp(format_timestamp(MOMENT_US + 123_456)) == MOMENT_US + 123_456
+
+
+def test_a_page_s_formatter_writes_what_format_timestamp_writes():
+    """Whatever it remembered of earlier values (seconds before 1970 and up to 9999 included)."""
+    import random
+
+    lowest, highest = -62_135_596_800_000_000, 253_402_300_799_999_999
+    values = [lowest, highest, -1, 0, 999, 1000, MOMENT_US, MOMENT_US + 1, MOMENT_US + 123_000]
+    values += [random.randint(lowest, highest) for _ in range(2000)]
+    values += [MOMENT_US + random.randint(0, 3_000_000) for _ in range(2000)]
+    format_one = timestamp_formatter()
+    for value in values * 2:  # the second time round from what it remembered
+        assert format_one(value) == format_timestamp(value), value
