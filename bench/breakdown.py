@@ -425,6 +425,9 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         return run
 
     timed = [
+        # The framework's own floor under GET /api/v1/: what "routing + tweens" adds to it is
+        # SensorHub's stack (request ID, admission, pyramid_tm, pyramid_retry, the plugins').
+        ("bare Pyramid: one route, one JSON view, no tweens", call(_bare_pyramid(), "GET", "/")),
         ("transaction manager + session + zope.sqlalchemy", in_a_session(0)),
         ("  ... + 3 one-row Core SELECTs (GET /sensor's)", in_a_session(2)),
     ]
@@ -465,6 +468,15 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         figures[label] = measure_part(part, number, repeats)
     if engine.dialect.name == "sqlite":
         raw.close()
+
+
+def _bare_pyramid():
+    from pyramid.config import Configurator
+
+    with Configurator() as config:
+        config.add_route("root", "/")
+        config.add_view(lambda request: {"hello": "world"}, route_name="root", renderer="json")
+        return config.make_wsgi_app()
 
 
 def print_table(

@@ -292,6 +292,16 @@ def floors(main: dict[str, dict], scaling: dict | None, memory: dict | None) -> 
                 "of that",
             }
         )
+    pyramid = main.get("pyramid_hello")
+    if hello and pyramid and hello["req_per_s"]:
+        rows.append(
+            {
+                "floor": "pyramid_hello vs hello",
+                "measured": f"{pyramid['req_per_s'] / hello['req_per_s']:.2f}x",
+                "why": "Pyramid alone (router, view lookup, JSON renderer): what api_root "
+                "loses beyond it is SensorHub's tweens and plugins",
+            }
+        )
     start = memory and memory.get("start")
     if start:
         rows.append(

@@ -368,6 +368,7 @@ def main_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> tupl
                     args.database_url,
                     args.workers,
                     args.server,
+                    app=spec.app,
                 ),
                 [s for s in chosen if s.server == spec.name],
             )
@@ -405,6 +406,7 @@ def scaling_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> d
                     args.database_url,
                     workers,
                     kind,
+                    app=specs[name].app,
                 ),
                 [s for s in scenarios if s.server == name],
             )

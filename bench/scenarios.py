@@ -17,7 +17,8 @@ API = "/api/v1"
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
-    plugins: tuple[str, ...] | None  # None: the bare WSGI hello app
+    plugins: tuple[str, ...] | None  # None: a bare app, ``app`` (bench/hello.py)
+    app: str = "hello"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ ALL_PLUGINS = ("logging", "metrics", "auth", "ingest")
 
 SERVERS = (
     ServerSpec("hello", None),
+    ServerSpec("pyramid", None, app="pyramid"),
     ServerSpec("sensorhub", ALL_PLUGINS),
     ServerSpec("sensorhub-logging", tuple(p for p in ALL_PLUGINS if p != "logging")),
     ServerSpec("sensorhub-metrics", tuple(p for p in ALL_PLUGINS if p != "metrics")),
@@ -53,6 +55,14 @@ SCENARIOS = (
         "get",
         {"path": "/"},
         what="bare WSGI app on the same server: the transport limit",
+    ),
+    Scenario(
+        "pyramid_hello",
+        "pyramid",
+        "get",
+        {"path": "/"},
+        what="bare Pyramid app on the same server (one route, one JSON view, no tweens): the "
+        "framework's floor under api_root",
     ),
     Scenario(
         "api_root",
@@ -160,6 +170,7 @@ STORED_SCENARIOS = ("ingest_single", "ingest_batch100")
 # (what is measured, scenario without the cost, scenario with it): the cost is the ratio
 # with/without, and a plugin's tax is without/with - 1.
 OVERHEADS = (
+    ("SensorHub's stack over bare Pyramid", "pyramid_hello", "api_root"),
     ("auth (sensor token + sensor read)", "api_root", "sensor_self"),
     ("logging plugin, no database", "api_root-logging", "api_root"),
     ("logging plugin, single-event ingest", "ingest_single-logging", "ingest_single"),

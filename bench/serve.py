@@ -38,7 +38,7 @@ import time
 
 SERVERS = ("waitress", "gunicorn", "granian")
 HOST = "127.0.0.1"
-APP_ENV = "BENCH_APP"  # what bench.wsgi_app builds: 'hello' or an ini path
+APP_ENV = "BENCH_APP"  # what bench.wsgi_app builds: 'hello', 'pyramid' or an ini path
 START_TIMEOUT = 60.0  # seconds for granian to accept connections
 STOP_TIMEOUT = 10  # seconds gunicorn/granian give their workers to finish on SIGTERM
 
@@ -48,6 +48,10 @@ def build_app(target: str):
         from .hello import app
 
         return app
+    if target == "pyramid":
+        from .hello import pyramid_app
+
+        return pyramid_app()
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(target)
@@ -56,7 +60,9 @@ def build_app(target: str):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
-    parser.add_argument("target", help="'hello' or the path of a SensorHub ini file")
+    parser.add_argument(
+        "target", help="'hello', 'pyramid' (bench/hello.py) or the path of a SensorHub ini file"
+    )
     parser.add_argument(
         "--server", choices=SERVERS, default="waitress", help="the HTTP server (waitress)"
     )

@@ -59,12 +59,13 @@ class Sensor:
 @dataclass
 class Server:
     name: str
-    plugins: list[str] | None  # None: the hello app
+    plugins: list[str] | None  # None: a bare app, ``app``
     workdir: Path
     threads: int
     database_url: str | None = None
     workers: int = 1
     http_server: str = "waitress"  # bench.serve --server: waitress, gunicorn or granian
+    app: str = "hello"  # when plugins is None: bench.serve's 'hello' or 'pyramid'
     port: int = 0
     process: subprocess.Popen | None = None
     sensors: list[Sensor] = field(default_factory=list)
@@ -82,7 +83,7 @@ class Server:
 
     def describe(self) -> str:
         if self.plugins is None:
-            return "bare WSGI hello app"
+            return {"pyramid": "bare Pyramid app"}.get(self.app, "bare WSGI hello app")
         return "sensorhub plugins: " + (" ".join(self.plugins) or "(none)")
 
     def describe_server(self) -> str:
@@ -100,7 +101,7 @@ class Server:
             raise
 
     def _start(self, timeout: float) -> None:
-        target = "hello" if self.plugins is None else str(self._write_ini())
+        target = self.app if self.plugins is None else str(self._write_ini())
         if self.plugins is not None:
             self._migrate()
         ready = self.workdir / f"{self.name}.port"
