@@ -56,6 +56,7 @@ def make_app(
     config.include(".admission")  # in-flight limit, load shedding and drain (503s, not queues)
     config.include(".errors")  # problem+json bodies for every error, with the request ID
     config.include(".db")  # engine, request.dbsession, pyramid_tm + pyramid_retry
+    config.include(".events")  # domain events: publish() and the add_event_subscriber directive
     config.include(".metrics")  # a no-op recorder of plugins' figures until a metrics plugin
     config.include(".health")  # /healthz, /readyz and the add_health_check directive
     config.include(".sensor_info")  # fields plugins add to a sensor's self-description

@@ -41,7 +41,12 @@ from zope.sqlalchemy import mark_changed
 
 from sensorhub.db import begin_writing, session_in_transaction
 from sensorhub.errors import FieldError, problem
-from sensorhub.events import AuthenticationFailed, RequestRateLimited, SensorAuthenticated
+from sensorhub.events import (
+    AuthenticationFailed,
+    RequestRateLimited,
+    SensorAuthenticated,
+    publish,
+)
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
 from sensorhub.models import Sensor
 
@@ -462,4 +467,4 @@ def _token_in_query(request) -> bool:
 
 
 def _publish(request, event) -> None:
-    request.registry.notify(event)
+    publish(request.registry, event)

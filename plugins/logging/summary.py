@@ -208,11 +208,11 @@ def _on_admin_command_finished(event: AdminCommandFinished) -> None:
 
 
 def includeme(config) -> None:
-    config.add_subscriber(_on_sensor_authenticated, SensorAuthenticated)
-    config.add_subscriber(_on_authentication_failed, AuthenticationFailed)
-    config.add_subscriber(_on_rate_limited, RequestRateLimited)
-    config.add_subscriber(_on_events_ingested, EventsIngested)
-    config.add_subscriber(_on_admin_command_finished, AdminCommandFinished)
+    config.add_event_subscriber(_on_sensor_authenticated, SensorAuthenticated)
+    config.add_event_subscriber(_on_authentication_failed, AuthenticationFailed)
+    config.add_event_subscriber(_on_rate_limited, RequestRateLimited)
+    config.add_event_subscriber(_on_events_ingested, EventsIngested)
+    config.add_event_subscriber(_on_admin_command_finished, AdminCommandFinished)
     # Under the request-ID tween: inside the request's context. Over pyramid_tm (and so the
     # exception view): sees final statuses and times the commit. Both bounds are needed;
     # `under` alone lets Pyramid sort it below the exception view once other tweens exist.

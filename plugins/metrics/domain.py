@@ -92,5 +92,5 @@ def time_transactions(engine, metrics: AppMetrics) -> Callable[[], None]:
 def includeme(config) -> None:
     metrics = metrics_of(config.registry)
     for event_type, handler in subscribers(metrics).items():
-        config.add_subscriber(handler, event_type)
+        config.add_event_subscriber(handler, event_type)
     config.add_closer(time_transactions(config.registry["dbengine"], metrics))

@@ -74,6 +74,6 @@ def includeme(config) -> None:
     settings = config.registry.settings
     url = settings["sensorhub.metrics.pushgateway_url"]
     if url:
-        config.add_subscriber(
+        config.add_event_subscriber(
             pusher(url, settings["sensorhub.metrics.pushgateway_timeout"]), AdminCommandFinished
         )

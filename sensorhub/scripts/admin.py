@@ -47,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import migrations
 from ..errors import first_line
-from ..events import AdminCommandFinished
+from ..events import AdminCommandFinished, publish
 from ..lifecycle import close_app
 from ..settings import as_duration
 from ..text import printable
@@ -231,10 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("admin_command_failed", command=args.command, exc_info=error)
         return fail(first_line(error), EXIT_FAILED)
     finally:
-        env["registry"].notify(
+        publish(
+            env["registry"],
             AdminCommandFinished(
                 env["registry"], args.command, time.perf_counter() - started, succeeded, rows
-            )
+            ),
         )
         env["closer"]()
         close_app(env["registry"])

@@ -22,7 +22,7 @@ from sqlalchemy import insert, text
 
 from plugins.logging import pipeline
 from sensorhub import make_app
-from sensorhub.events import EventsIngested
+from sensorhub.events import EventsIngested, publish
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError
 
@@ -105,7 +105,7 @@ def publish_from_another_thread(request):
         rejected=1,
         rejected_by_reason={"bad_value": 1},
     )
-    publisher = threading.Thread(target=request.registry.notify, args=(event,))
+    publisher = threading.Thread(target=publish, args=(request.registry, event))
     publisher.start()
     publisher.join()
     return {}

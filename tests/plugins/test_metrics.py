@@ -26,6 +26,7 @@ from sensorhub.events import (
     RequestRateLimited,
     SensorAuthenticated,
     notify_after_commit,
+    publish,
 )
 from sensorhub.lifecycle import close_app
 from sensorhub.metrics import metrics_of as recorder_of
@@ -365,9 +366,9 @@ def test_apps_built_in_one_process_each_count_only_their_own_requests(app_factor
 def test_domain_events_move_their_counters(testapp):
     registry = testapp.app.registry
     before = scrape(testapp)
-    registry.notify(SensorAuthenticated(None, "sen_1"))
-    registry.notify(AuthenticationFailed(None, "revoked"))
-    registry.notify(RequestRateLimited(None, "auth_failures"))
+    publish(registry, SensorAuthenticated(None, "sen_1"))
+    publish(registry, AuthenticationFailed(None, "revoked"))
+    publish(registry, RequestRateLimited(None, "auth_failures"))
     recorder = recorder_of(registry)  # what the ingest writer records per group commit
     for outcome, requests, events, seconds in [("succeeded", 3, 120, 0.004), ("failed", 1, 1, 0.2)]:
         recorder.count("ingest_commit_groups", outcome=outcome)

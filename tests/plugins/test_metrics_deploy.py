@@ -22,6 +22,7 @@ from sensorhub.events import (
     EventsIngested,
     RequestRateLimited,
     SensorAuthenticated,
+    publish,
 )
 from sensorhub.metrics import metrics_of as recorder_of
 
@@ -101,7 +102,7 @@ def exported_names(app) -> set[str]:
         AuthenticationFailed(None, "unknown"),
         RequestRateLimited(None, "auth_failures"),
     ):
-        registry.notify(event)
+        publish(registry, event)
     record_one_commit_group(registry)
     testapp = webtest.TestApp(app)
     testapp.get("/healthz")

@@ -6,7 +6,7 @@ import pytest
 import webtest
 from pyramid.request import Request
 
-from sensorhub.events import EventsIngested
+from sensorhub.events import EventsIngested, publish
 from sensorhub.settings import SettingError, env_name_for
 
 PLUGIN = "{{ cookiecutter.__plugin_ref }}"
@@ -48,9 +48,9 @@ def test_it_lists_the_latest_ingestions_it_heard_of(app_factory):
     request = Request.blank("/")
     request.registry = app.registry
     for sensor_id, accepted in [("sen_a", 1), ("sen_b", 2), ("sen_c", 3)]:
-        app.registry.notify(EventsIngested(request=request, sensor_id=sensor_id,
-                                           batch_size=accepted, accepted=accepted,
-                                           duplicates=0, rejected=0))
+        publish(app.registry, EventsIngested(request=request, sensor_id=sensor_id,
+                                             batch_size=accepted, accepted=accepted,
+                                             duplicates=0, rejected=0))
     listed = webtest.TestApp(app).get(URL).json["recentIngestions"]
     assert listed == [{"sensorId": "sen_b", "accepted": 2}, {"sensorId": "sen_c", "accepted": 3}]
 

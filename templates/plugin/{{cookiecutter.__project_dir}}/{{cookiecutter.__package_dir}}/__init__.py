@@ -38,7 +38,7 @@ def includeme(config) -> None:
                     renderer="json",
                     openapi=Operation("What this plugin offers (edit me)", tags=(NAME,),
                                       responses={200: ("the overview", {JSON: dict[str, Any]})}))
-    config.add_subscriber(remember_ingestion, EventsIngested)
+    config.add_event_subscriber(remember_ingestion, EventsIngested)
     config.add_api_capability(NAME, description="what this plugin offers (edit me)",
                               url=f"{API_PREFIX}/{NAME}/")
 {%- if cookiecutter.with_model == "yes" %}
