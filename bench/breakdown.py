@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .hello import pyramid_app
 from .servers import ADMIN_TOKEN, migrate
 
 PLUGINS = "logging metrics auth ingest"
@@ -427,7 +428,7 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
     timed = [
         # The framework's own floor under GET /api/v1/: what "routing + tweens" adds to it is
         # SensorHub's stack (request ID, admission, pyramid_tm, pyramid_retry, the plugins').
-        ("bare Pyramid: one route, one JSON view, no tweens", call(_bare_pyramid(), "GET", "/")),
+        ("bare Pyramid: one route, one JSON view, no tweens", call(pyramid_app(), "GET", "/")),
         ("transaction manager + session + zope.sqlalchemy", in_a_session(0)),
         ("  ... + 3 one-row Core SELECTs (GET /sensor's)", in_a_session(2)),
     ]
@@ -468,15 +469,6 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         figures[label] = measure_part(part, number, repeats)
     if engine.dialect.name == "sqlite":
         raw.close()
-
-
-def _bare_pyramid():
-    from pyramid.config import Configurator
-
-    with Configurator() as config:
-        config.add_route("root", "/")
-        config.add_view(lambda request: {"hello": "world"}, route_name="root", renderer="json")
-        return config.make_wsgi_app()
 
 
 def print_table(

@@ -185,9 +185,9 @@ def get_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 # zope.sqlalchemy's listeners (those its ``register`` attaches), registered once on a session
-# factory; each session joins the transaction manager it was made for
-# (``session.info["transaction_manager"]``, set by get_tm_session; a session without one stays a
-# plain SQLAlchemy session). The Pyramid starter's ``zope.sqlalchemy.register(session,
+# factory; each event goes to the ZopeTransactionEvents that get_tm_session made for the
+# session's transaction manager (``session.info[_ZOPE]``; a session without one stays a plain
+# SQLAlchemy session). The Pyramid starter's ``zope.sqlalchemy.register(session,
 # transaction_manager=tm)`` for every session attaches seven SQLAlchemy listeners per request and
 # detaches them when the session is collected: about 120 µs, a fifth of a GET /api/v1/sensor.
 _ZOPE_EVENTS = (
@@ -201,15 +201,17 @@ _ZOPE_EVENTS = (
 )
 
 
+_ZOPE = "zope.sqlalchemy"  # session.info key: the session's ZopeTransactionEvents
+
+
 def _join_own_transaction_manager(name: str) -> Any:
     """The listener for ``name``: zope.sqlalchemy's own, for the session's manager."""
 
     def listener(*args: Any) -> None:
         first = args[0]  # the session, or the ORM execute / bulk context that holds it
         session = first if isinstance(first, Session) else first.session
-        manager = session.info.get("transaction_manager")
-        if manager is not None:
-            events = zope.sqlalchemy.ZopeTransactionEvents(transaction_manager=manager)
+        events = session.info.get(_ZOPE)
+        if events is not None:
             getattr(events, name)(*args)
 
     return listener
@@ -231,7 +233,8 @@ def get_tm_session(
     or, through ``bootstrap``, ``with env["request"].tm: env["request"].dbsession...``.
     ``session.info["request"]`` is the request when there is one.
     """
-    return session_factory(info={"request": request, "transaction_manager": transaction_manager})
+    events = zope.sqlalchemy.ZopeTransactionEvents(transaction_manager=transaction_manager)
+    return session_factory(info={"request": request, _ZOPE: events})
 
 
 def begin_writing(dbsession: Session) -> None:

@@ -96,8 +96,7 @@ _SUBSCRIBERS = "sensorhub.events.subscribers"  # registry key: {event type: [han
 def add_event_subscriber(config: Configurator, subscriber: Any, event_type: type) -> None:
     """``config.add_event_subscriber(handler, EventsIngested)``: ``handler(event)`` is called
     for every event of exactly that type published in this app, in the order of subscription."""
-    subscribers = config.registry.setdefault(_SUBSCRIBERS, {})
-    subscribers.setdefault(event_type, []).append(config.maybe_dotted(subscriber))
+    config.registry[_SUBSCRIBERS].setdefault(event_type, []).append(config.maybe_dotted(subscriber))
 
 
 def publish(registry: Registry, event: object) -> None:
