@@ -189,14 +189,17 @@ def configure(
 
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
+            structlog.stdlib.filter_by_level,  # the stdlib logger's level: per-logger levels
             *shared_processors(),
-            structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             write_with_handler,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # structlog's fast wrapper rather than structlog.stdlib's, whose stdlib-mimicking layer
+        # was a tenth of a request line's cost (docs/benchmarks.md). It formats positional
+        # arguments itself; a call below every level configured here ends at once, and
+        # filter_by_level decides the others by their logger's level.
+        wrapper_class=structlog.make_filtering_bound_logger(min([level, *(levels or {}).values()])),
         # Not cached: a module-level logger must follow a reconfiguration (another app in the
         # same process, a test restoring the defaults); the cost is a few microseconds a line.
         cache_logger_on_first_use=False,

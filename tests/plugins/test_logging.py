@@ -507,6 +507,20 @@ def test_levels_come_from_the_settings(build, capsys):
     assert [line["event"] for line in records(capsys)] == ["unexpected_error", "request_finished"]
 
 
+def test_a_logger_may_be_more_verbose_than_the_process(build, capsys):
+    """A level below the process level, named for one logger, lets that logger's structlog
+    calls through (structlog's fast wrapper must not drop them before their logger's level
+    is asked), and only that logger's."""
+    build(
+        **{
+            "sensorhub.logging.level": "WARNING",
+            "sensorhub.logging.levels": f"{__name__}=INFO",
+        }
+    ).get("/test/log")
+    info_lines = [line for line in records(capsys) if line["level"] == "info"]
+    assert [(line["logger"], line["event"]) for line in info_lines] == [(__name__, "view_ran")]
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
