@@ -38,10 +38,12 @@ to a doomed transaction manager, so every test rolls back).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import transaction
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -294,6 +296,32 @@ def _request_dbsession(request: Request) -> Session:
     return dbsession
 
 
+def _each_threads_manager() -> Callable[[Request], transaction.TransactionManager]:
+    """pyramid_tm's ``tm.manager_hook``: an explicit transaction manager per thread, made once.
+
+    pyramid_tm's own ``explicit_manager`` makes a new one for every request (a few percent of
+    a light request). A thread serves one request at a time and pyramid_tm ends every
+    request's transaction, except that a commit that failed is left for its manager's owner to
+    abort: that is done here, before the thread's next request begins. The manager stays
+    explicit (a stray access with no transaction begun is an error, never an implicit one).
+    One set of managers per app: apps built in one process (tests) never share one."""
+    managers = threading.local()
+
+    def thread_manager(_request: Request) -> transaction.TransactionManager:
+        manager = getattr(managers, "manager", None)
+        if manager is None:
+            manager = managers.manager = transaction.TransactionManager(explicit=True)
+            return manager
+        try:
+            left_over = manager.get()
+        except transaction.interfaces.NoTransaction:
+            return manager
+        left_over.abort()
+        return manager
+
+    return thread_manager
+
+
 def _retry_attempts(request: Request) -> int | None:
     """pyramid_retry copies every body before the first attempt, so that a retry can read it
     again. A body over the server's limit (refused with 413 by the admission tween) or of
@@ -310,7 +338,7 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     # pyramid_tm: one transaction per request, committed before the response leaves; the
     # explicit manager makes a stray access outside a request an error instead of a leak.
-    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    settings["tm.manager_hook"] = _each_threads_manager()
     settings["retry.attempts"] = settings["sensorhub.database.retry_attempts"]
     settings["retry.activate_hook"] = _retry_attempts
     # pyramid_tm would ask the security policy for the user on every request just to annotate

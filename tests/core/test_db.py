@@ -61,6 +61,34 @@ def test_each_session_follows_the_transaction_manager_it_was_made_for(app, dbeng
         connection.execute(Sensor.__table__.delete())
 
 
+def test_a_thread_reuses_its_manager_cleanly_after_a_failed_request(committing_testapp, dbengine):
+    """pyramid_tm gets one explicit transaction manager per thread, made once, not one per
+    request: a request that failed after writing leaves it ready for the thread's next one."""
+    committing_testapp.post_json(
+        "/fake/sensors", {"name": "doomed", "fail_after_write": True}, status=500
+    )
+    committing_testapp.post_json("/fake/sensors", {"name": "after"}, status=200)
+    committing_testapp.post_json("/fake/sensors", {"name": "again"}, status=200)
+    assert count_sensors(dbengine) == 2
+
+
+def test_threads_and_apps_never_share_a_transaction_manager(app, app_factory):
+    import transaction
+
+    managers_of = [app.registry.settings["tm.manager_hook"]]
+    managers_of.append(app_factory(["tests.core.fakeplugin"]).registry.settings["tm.manager_hook"])
+    here = managers_of[0](None)
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(managers_of[0](None)))
+    thread.start()
+    thread.join()
+    assert managers_of[0](None) is here  # made once for this thread
+    assert elsewhere[0] is not here
+    assert managers_of[1](None) is not here
+    with pytest.raises(transaction.interfaces.NoTransaction):  # explicit: no implicit begin
+        here.get()
+
+
 def test_acknowledged_writes_are_durable_by_default(dbengine):
     """SQLite: WAL, foreign keys, synchronous=FULL. PostgreSQL: synchronous_commit on and a
     statement timeout, so a stuck query errors instead of hanging a thread."""
