@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+import transaction
 from sqlalchemy import func, select, text
 
 from sensorhub.models import Sensor
@@ -40,8 +41,6 @@ def test_test_requests_share_the_tests_transaction_and_roll_back(testapp, dbsess
 def test_each_session_follows_the_transaction_manager_it_was_made_for(app, dbengine):
     """zope.sqlalchemy's listeners are registered once on the session factory, not per session:
     two sessions of one factory, each bound to its own manager, still follow their own."""
-    import transaction
-
     from sensorhub.db import get_tm_session
 
     factory = app.registry["dbsession_factory"]
@@ -72,9 +71,17 @@ def test_a_thread_reuses_its_manager_cleanly_after_a_failed_request(committing_t
     assert count_sensors(dbengine) == 2
 
 
-def test_threads_and_apps_never_share_a_transaction_manager(app, app_factory):
-    import transaction
+def test_a_thread_reuses_its_manager_cleanly_after_a_failed_commit(committing_testapp, dbengine):
+    """A commit that fails leaves its transaction on the manager (pyramid_tm would drop the
+    manager); the thread's next request must still begin its own."""
+    committing_testapp.post_json(
+        "/fake/sensors", {"name": "unsaved", "fail_at_commit": True}, status=500
+    )
+    committing_testapp.post_json("/fake/sensors", {"name": "after"}, status=200)
+    assert count_sensors(dbengine) == 1
 
+
+def test_threads_and_apps_never_share_a_transaction_manager(app, app_factory):
     managers_of = [app.registry.settings["tm.manager_hook"]]
     managers_of.append(app_factory(["tests.core.fakeplugin"]).registry.settings["tm.manager_hook"])
     here = managers_of[0](None)

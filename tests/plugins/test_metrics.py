@@ -32,6 +32,7 @@ from sensorhub.lifecycle import close_app
 from sensorhub.metrics import metrics_of as recorder_of
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError, StartupError
+from tests.failing_commit import FailingCommit
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 PLUGIN = "tests.plugins.test_metrics"
@@ -124,34 +125,6 @@ def ingested(request):
 def ingested_then_aborted(request):
     notify_after_commit(request, an_ingestion(request))
     raise problem(409, "conflict after the events were queued")
-
-
-class FailingCommit:
-    """A resource manager whose vote fails: the transaction aborts at commit time."""
-
-    def __init__(self, manager):
-        self.transaction_manager = manager
-
-    def tpc_vote(self, transaction):
-        raise RuntimeError("disk full")
-
-    def abort(self, transaction):
-        pass
-
-    def tpc_begin(self, transaction):
-        pass
-
-    def commit(self, transaction):
-        pass
-
-    def tpc_finish(self, transaction):
-        pass
-
-    def tpc_abort(self, transaction):
-        pass
-
-    def sortKey(self):
-        return "~failing-commit"
 
 
 def ingested_then_commit_fails(request):

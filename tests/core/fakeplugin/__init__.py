@@ -7,6 +7,7 @@ from sensorhub.db import begin_writing
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
 from sensorhub.models import Sensor
 from sensorhub.settings import Setting, as_int
+from tests.failing_commit import FailingCommit
 
 
 class HeaderSecurityPolicy:
@@ -54,6 +55,8 @@ def create_sensor(request):
     request.dbsession.flush()
     if request.json_body.get("fail_after_write"):
         raise RuntimeError("fails after the write: the transaction must roll back")
+    if request.json_body.get("fail_at_commit"):
+        request.tm.get().join(FailingCommit(request.tm))
     return {"created": name}
 
 
