@@ -244,8 +244,24 @@ def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing
         range(0, 1000, 100)
     )
     assert stored_events(dbengine, sensor_id) == 1000
-    # SQLite: a lookup and an insert per power-of-two chunk, and the counters; PostgreSQL: 2.
+    # SQLite: a lookup and an insert per chunk (powers of two, then the rest), and the counters;
+    # PostgreSQL: 2.
     assert len(statements) <= 16
+
+
+def test_a_group_of_a_few_single_event_requests_is_one_statement_of_each_kind(
+    committing_testapp, dbengine
+):
+    # Under load the writer thread waits for the GIL after every statement: three single-event
+    # requests from three sensors are one lookup, one insert and one counters upsert on SQLite
+    # (not one per power of two of the row count), and one insert and one upsert on PostgreSQL.
+    sensors = [new_sensor(committing_testapp)[0] for _ in range(3)]
+    jobs = [WriteJob(sensor_id, [row("t", "only")]) for sensor_id in sensors]
+    with recording_statements(dbengine) as statements, dbengine.begin() as connection:
+        write_jobs(connection, jobs)
+    assert [job.accepted_flags for job in jobs] == [[True]] * 3
+    expected = 3 if dbengine.dialect.name == "sqlite" else 2
+    assert len(statements) == expected, statements
 
 
 def test_a_row_stored_behind_the_writers_back_is_never_acknowledged(
