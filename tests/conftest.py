@@ -19,6 +19,9 @@
   test that drives a headless Chromium; ``systemd`` for ``systemd-analyze``). ``make test``
   installs them all (``.ci/debian-packages``); without one, the test fails saying how to install
   it: a test that needs a tool is never silently skipped.
+- ``database_independent`` marks a test that runs the same whatever the suite's database (the
+  load bench on its own SQLite files, static checks of generated code): the PostgreSQL pass
+  skips it, because running it again there would test nothing new and cost minutes.
 """
 
 from __future__ import annotations
@@ -87,6 +90,17 @@ def pytest_runtest_setup(item):
             f"this test needs {', '.join(missing)}: {install} (`make test` installs it with "
             ".ci/debian-packages)"
         )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("SENSORHUB_TEST_DATABASE_URL"):
+        return
+    skip = pytest.mark.skip(
+        reason="database_independent: the same test ran in the SQLite pass (make test)"
+    )
+    for item in items:
+        if item.get_closest_marker("database_independent") is not None:
+            item.add_marker(skip)
 
 
 def pytest_addoption(parser):

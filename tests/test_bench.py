@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The bench serves its own SQLite files whatever the suite's database.
+pytestmark = pytest.mark.database_independent
 LOAD_RUN = [
     "bench",
     "--runs",

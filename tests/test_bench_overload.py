@@ -5,7 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# The bench serves its own SQLite files whatever the suite's database.
+pytestmark = pytest.mark.database_independent
 
 
 def test_a_short_overload_run_stores_exactly_what_it_acknowledged():

@@ -174,6 +174,7 @@ def run_tool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.database_independent
 def test_every_generated_file_passes_the_projects_lint_and_format(in_tree, packaged):
     config = ("--config", str(ROOT / "ruff.toml"))
     code = generated_code(in_tree, packaged)
@@ -183,6 +184,7 @@ def test_every_generated_file_passes_the_projects_lint_and_format(in_tree, packa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.database_independent
 def test_generated_code_passes_the_projects_type_check(in_tree, packaged, tmp_path):
     # The same settings as the built-in plugins (gradual: annotated code is checked).
     for path, cwd in (
