@@ -147,11 +147,11 @@ KEY_COLUMNS = ("sensor_id", "event_id")
 
 
 @functools.cache
-def _sqlite_stored_keys(size: int) -> _MultiRow:
+def _sqlite_stored_ids(size: int) -> _MultiRow:
     columns = events_table.c
     # An OR of (sensor_id, event_id) pairs: SQLite searches the unique index once per pair,
     # where a row-value IN scans it whole.
-    statement = select(columns.sensor_id, columns.event_id).where(
+    statement = select(columns.sensor_id, columns.event_id, columns.id).where(
         or_(
             *(
                 and_(
@@ -168,27 +168,39 @@ def _sqlite_stored_keys(size: int) -> _MultiRow:
 
 
 def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
-    """Insert the rows whose key is not stored yet; return the keys inserted.
+    """Insert the rows whose key is not stored yet (``ON CONFLICT DO NOTHING``); return the keys
+    inserted.
 
-    The statements are few and fixed whatever the number of rows: ``RETURNING`` would cost a
-    driver call per row, and every sqlite3 call gives up the GIL, which the single writer thread
-    then queues to get back behind the request threads. Exact because the writer's transaction
-    holds SQLite's write lock (``BEGIN IMMEDIATE``) from the lookup to the commit; the row count
-    check turns anything else into an error and a rollback, never a wrong answer."""
-    stored: set[tuple[str, str]] = set()
+    A chunk whose row count is its size had no duplicate: nothing is read, the common case.
+    When the count falls short, the chunk's keys are read back with their ids: SQLite gives each
+    new row the largest rowid so far plus one, so the rows one statement inserted are exactly the
+    ``rowcount`` ids ending at its ``lastrowid`` (the writer's transaction holds SQLite's write
+    lock, ``BEGIN IMMEDIATE``, so no other writer interleaves). Ids that disagree raise, which
+    rolls the group back: never a wrong answer. ``RETURNING`` would cost a driver call per row,
+    and every sqlite3 call gives up the GIL, which the single writer thread then queues to get
+    back behind the request threads."""
+    inserted: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
-        statement = _sqlite_stored_keys(len(chunk))
-        stored.update(
-            map(tuple, connection.exec_driver_sql(statement.sql, statement.parameters(chunk)))
-        )
-    new = [row for row in rows if (row["sensor_id"], row["event_id"]) not in stored]
-    inserted = _execute_multi_row(connection, _sqlite_insert_events, new)
-    if inserted != len(new):
+        statement = _sqlite_insert_events(len(chunk))
+        result = connection.exec_driver_sql(statement.sql, statement.parameters(chunk))
+        count = result.rowcount
+        if count == len(chunk):
+            inserted.update((row["sensor_id"], row["event_id"]) for row in chunk)
+        elif count:
+            inserted |= _keys_inserted_sqlite(connection, chunk, count, result.lastrowid)
+    return inserted
+
+
+def _keys_inserted_sqlite(connection, chunk: list[dict], count: int, last_id: int) -> set:
+    lookup = _sqlite_stored_ids(len(chunk))
+    found = connection.exec_driver_sql(lookup.sql, lookup.parameters(chunk))
+    new = {(sensor_id, event_id) for sensor_id, event_id, id_ in found if id_ > last_id - count}
+    if len(new) != count:
         raise RuntimeError(
-            f"{len(new) - inserted} events were stored by another writer during "
-            "this transaction: is it missing BEGIN IMMEDIATE?"
+            f"a multi-row insert stored {count} events but {len(new)} have its new ids: "
+            "were rowids given out of order, or is the transaction missing BEGIN IMMEDIATE?"
         )
-    return {(row["sensor_id"], row["event_id"]) for row in new}
+    return new
 
 
 def _insert_unkeyed_sqlite(connection, rows: list[dict]) -> None:

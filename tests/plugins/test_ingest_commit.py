@@ -244,52 +244,73 @@ def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing
         range(0, 1000, 100)
     )
     assert stored_events(dbengine, sensor_id) == 1000
-    # SQLite: a lookup and an insert per chunk (powers of two, then the rest), and the counters;
-    # PostgreSQL: 2.
+    # SQLite: an insert per chunk (powers of two, then the rest), a read back for each chunk
+    # that held a duplicate, and the counters; PostgreSQL: 2.
     assert len(statements) <= 16
 
 
 def test_a_group_of_a_few_single_event_requests_is_one_statement_of_each_kind(
     committing_testapp, dbengine
 ):
-    # Under load the writer thread waits for the GIL after every statement: three single-event
-    # requests from three sensors are one lookup, one insert and one counters upsert on SQLite
-    # (not one per power of two of the row count), and one insert and one upsert on PostgreSQL.
+    # Under load the writer thread waits for the GIL after every statement: three new single
+    # events from three sensors are one insert and one counters upsert (on SQLite not one per
+    # power of two of the row count, and no read back: the insert's row count says all were new).
     sensors = [new_sensor(committing_testapp)[0] for _ in range(3)]
     jobs = [WriteJob(sensor_id, [row("t", "only")]) for sensor_id in sensors]
     with recording_statements(dbengine) as statements, dbengine.begin() as connection:
         write_jobs(connection, jobs)
     assert [job.accepted_flags for job in jobs] == [[True]] * 3
-    expected = 3 if dbengine.dialect.name == "sqlite" else 2
-    assert len(statements) == expected, statements
+    assert len(statements) == 2, statements
 
 
-def test_a_row_stored_behind_the_writers_back_is_never_acknowledged(
+def test_a_stored_row_is_a_duplicate_and_a_batch_without_one_reads_nothing_back(
+    committing_testapp, dbengine
+):
+    sensor_id, _ = new_sensor(committing_testapp)
+    with dbengine.begin() as connection:
+        write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
+    fresh = WriteJob(sensor_id, [row("t", "new-1"), row("t", "new-2")])
+    with recording_statements(dbengine, {"SELECT"}) as reads, dbengine.begin() as connection:
+        write_jobs(connection, [fresh])
+    assert fresh.accepted_flags == [True, True]
+    assert reads == []  # the insert's row count said every row was new
+    mixed = WriteJob(sensor_id, [row("t", "new-3"), row("t", "taken"), row("t", "new-4")])
+    with dbengine.begin() as connection:
+        write_jobs(connection, [mixed])
+    assert mixed.accepted_flags == [True, False, True]
+    assert stored_events(dbengine, sensor_id) == 5
+
+
+def test_a_row_the_writer_cannot_account_for_is_never_acknowledged(
     committing_testapp, dbengine, monkeypatch
 ):
     sensor_id, _ = new_sensor(committing_testapp)
     with dbengine.begin() as connection:
         write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
-    # SQLite looks keys up before it inserts: make that lookup miss the stored row, as if another
-    # writer had slipped in after it. PostgreSQL has no lookup (the patch is unused there): the
-    # insert's RETURNING is the answer.
+    # SQLite: when an insert stores fewer rows than it was given, the writer reads the keys back
+    # and trusts only ids the insert just gave out. Make that read disagree (every id old), as if
+    # rowids had been given out of order: the group fails rather than guess. PostgreSQL has no
+    # read back (the patch is unused there): the insert's RETURNING is the answer.
     monkeypatch.setattr(
         storage,
-        "_sqlite_stored_keys",
-        lambda size: storage._MultiRow("SELECT ?, ? WHERE 0", storage.KEY_COLUMNS),
+        "_sqlite_stored_ids",
+        lambda size: storage._MultiRow(
+            " UNION ALL ".join(["SELECT ?, ?, 0"] * size), storage.KEY_COLUMNS
+        ),
     )
-    job = WriteJob(sensor_id, [row("t", "taken")])
+    job = WriteJob(sensor_id, [row("t", "taken"), row("t", "new")])
     if dbengine.dialect.name == "sqlite":
         with (
-            pytest.raises(RuntimeError, match="stored by another writer"),
+            pytest.raises(RuntimeError, match="rowids given out of order"),
             dbengine.begin() as connection,
         ):
             write_jobs(connection, [job])
+        assert stored_events(dbengine, sensor_id) == 1  # rolled back: nothing half-written
     else:
         with dbengine.begin() as connection:
             write_jobs(connection, [job])
-        assert job.accepted_flags == [False]  # a duplicate, not a second acknowledgement
-    assert stored_events(dbengine, sensor_id) == 1
+        assert job.accepted_flags == [False, True]
+        assert stored_events(dbengine, sensor_id) == 2
 
 
 def test_the_writer_thread_stops_when_idle_and_restarts_on_demand(committing_testapp, dbengine):
