@@ -101,6 +101,10 @@ class _MultiRow:
         # 1000-event batch (docs/benchmarks.md).
         return tuple(itertools.chain.from_iterable(map(self.row_values, rows)))
 
+    def execute(self, connection, rows: list[dict]):
+        """Run this statement on ``rows`` (exactly its size) as its compiled text."""
+        return connection.exec_driver_sql(self.sql, self.parameters(rows))
+
 
 def _compiled_multi_row(statement, columns: tuple[str, ...], size: int) -> _MultiRow:
     compiled = statement.compile(dialect=sqlite.dialect())
@@ -134,13 +138,10 @@ def _sqlite_upsert_counters(size: int) -> _MultiRow:
     return _compiled_multi_row(statement, COUNTER_COLUMNS, size)
 
 
-def _execute_multi_row(connection, make, rows: list[dict]) -> int:
-    """Run ``rows`` through the cached statements ``make(size)``; the number of rows written."""
-    written = 0
+def _execute_multi_row(connection, make, rows: list[dict]) -> None:
+    """Run ``rows`` through the cached statements ``make(size)``, a chunk at a time."""
     for chunk in _chunks(rows):
-        statement = make(len(chunk))
-        written += connection.exec_driver_sql(statement.sql, statement.parameters(chunk)).rowcount
-    return written
+        make(len(chunk)).execute(connection, chunk)
 
 
 KEY_COLUMNS = ("sensor_id", "event_id")
@@ -181,8 +182,7 @@ def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
     back behind the request threads."""
     inserted: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
-        statement = _sqlite_insert_events(len(chunk))
-        result = connection.exec_driver_sql(statement.sql, statement.parameters(chunk))
+        result = _sqlite_insert_events(len(chunk)).execute(connection, chunk)
         count = result.rowcount
         if count == len(chunk):
             inserted.update((row["sensor_id"], row["event_id"]) for row in chunk)
@@ -191,9 +191,10 @@ def _insert_keyed_sqlite(connection, rows: list[dict]) -> set[tuple[str, str]]:
     return inserted
 
 
-def _keys_inserted_sqlite(connection, chunk: list[dict], count: int, last_id: int) -> set:
-    lookup = _sqlite_stored_ids(len(chunk))
-    found = connection.exec_driver_sql(lookup.sql, lookup.parameters(chunk))
+def _keys_inserted_sqlite(
+    connection, chunk: list[dict], count: int, last_id: int
+) -> set[tuple[str, str]]:
+    found = _sqlite_stored_ids(len(chunk)).execute(connection, chunk)
     new = {(sensor_id, event_id) for sensor_id, event_id, id_ in found if id_ > last_id - count}
     if len(new) != count:
         raise RuntimeError(
