@@ -9,7 +9,12 @@ duplicate): a duplicate is an ``eventId`` already stored for that sensor, or one
 in the same write (the same request or another request in the same group commit).
 
 Exactness of the counters: they change only in the transaction that changes the events, and
-the prune decrements them in the transaction that deletes.
+the prune decrements them in the transaction that deletes. On SQLite a group whose events are
+all new is one autocommitted statement (:func:`insert_all_new`): each sqlite3 call gives up the
+GIL, which the single writer thread then waits to get back behind the request threads. It
+inserts into a temporary view whose trigger stores each event and counts it in the same
+statement; :func:`store_new_events_in_one_statement` gives every connection of the engine that
+view (per connection, not in the schema: nothing changes for other code or older releases).
 """
 
 from __future__ import annotations
@@ -18,12 +23,27 @@ import base64
 import functools
 import itertools
 import operator
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    column,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import events_table, stats_table
@@ -128,6 +148,103 @@ def _sqlite_insert_events(size: int) -> _MultiRow:
         .on_conflict_do_nothing(index_elements=["sensor_id", "event_id"])
     )
     return _compiled_multi_row(statement, EVENT_COLUMNS, size)
+
+
+# SQLite: a temporary view over the events, whose trigger stores a row inserted into it and adds
+# it to its sensor's counters; last_event_at keeps the newest ts (an event arriving late does not
+# move it back), as the counters upsert below does. Without a conflict clause, a key already
+# stored (or a sensor deleted meanwhile) fails the statement, and SQLite backs all of it out.
+_NEW_EVENTS_VIEW = "ingest_new_events"
+_NEW_EVENTS_DDL = (
+    """
+    CREATE TEMP VIEW IF NOT EXISTS ingest_new_events AS
+    SELECT sensor_id, event_id, type, value, unit, ts, received_at, data FROM main.ingest_events
+    """,
+    """
+    CREATE TEMP TRIGGER IF NOT EXISTS ingest_store_and_count_new_event
+    INSTEAD OF INSERT ON ingest_new_events
+    BEGIN
+        INSERT INTO ingest_events (sensor_id, event_id, type, value, unit, ts, received_at, data)
+        VALUES (NEW.sensor_id, NEW.event_id, NEW.type, NEW.value, NEW.unit, NEW.ts,
+                NEW.received_at, NEW.data);
+        INSERT INTO ingest_sensor_stats
+            (sensor_id, event_count, duplicate_count, rejected_count, last_event_at)
+        VALUES (NEW.sensor_id, 1, 0, 0, NEW.ts)
+        ON CONFLICT (sensor_id) DO UPDATE SET
+            event_count = event_count + 1,
+            last_event_at = max(coalesce(last_event_at, excluded.last_event_at),
+                                excluded.last_event_at);
+    END
+    """,
+)
+_HAS_NEW_EVENTS_VIEW = "ingest.new_events_view"  # key in a pooled connection's info
+
+
+def store_new_events_in_one_statement(engine) -> None:
+    """SQLite: give every connection of ``engine`` the view :func:`insert_all_new` writes
+    through, when it is checked out (a no-op on other databases; registering twice changes
+    nothing)."""
+    if engine.dialect.name == "sqlite" and not event.contains(
+        engine, "checkout", _create_new_events_view
+    ):
+        event.listen(engine, "checkout", _create_new_events_view)
+
+
+def _create_new_events_view(dbapi_connection, connection_record, _proxy) -> None:
+    if connection_record.info.get(_HAS_NEW_EVENTS_VIEW):
+        return
+    try:  # autocommit (the driver's isolation_level is None): before any transaction begins
+        for statement in _NEW_EVENTS_DDL:
+            dbapi_connection.execute(statement)
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return  # not migrated yet (a migration's own connection): a later checkout does it
+        raise
+    connection_record.info[_HAS_NEW_EVENTS_VIEW] = True
+
+
+@functools.cache
+def _sqlite_insert_new_events(size: int) -> _MultiRow:
+    view = table(_NEW_EVENTS_VIEW, *(column(name) for name in EVENT_COLUMNS))
+    statement = insert(view).values(_numbered_values(events_table, EVENT_COLUMNS, size))
+    return _compiled_multi_row(statement, EVENT_COLUMNS, size)
+
+
+def insert_all_new(engine, jobs: list[WriteJob]) -> bool:
+    """SQLite: store and count ``jobs`` in one autocommitted statement if every row is new;
+    False, with nothing written, when they need :func:`write_jobs` in a transaction instead.
+
+    That is the common group under load (a few requests, every row keyed, none rejected, none
+    repeated). A group of more rows than one statement takes (see _chunks), or on a connection
+    without the view, also goes to write_jobs."""
+    count = sum(len(job.rows) for job in jobs)
+    if not count or (count >= _CHUNK_SIZES[-1] and count not in _CHUNK_SIZES):
+        return False
+    rows = []
+    keys = set()
+    for job in jobs:
+        if job.rejected:
+            return False
+        for row in job.rows:
+            key = (job.sensor_id, row["event_id"])
+            if key[1] is None or key in keys:
+                return False
+            keys.add(key)
+            rows.append({**row, "sensor_id": job.sensor_id})
+    pooled = engine.raw_connection()
+    try:
+        if not pooled.info.get(_HAS_NEW_EVENTS_VIEW):
+            return False
+        statement = _sqlite_insert_new_events(len(rows))
+        try:
+            pooled.driver_connection.execute(statement.sql, statement.parameters(rows))
+        except sqlite3.IntegrityError:
+            return False
+    finally:
+        pooled.close()
+    for job in jobs:
+        job.accepted_flags = [True] * len(job.rows)
+    return True
 
 
 @functools.cache

@@ -3,10 +3,11 @@
 A request validates its body, hands a :class:`~.storage.WriteJob` to :meth:`GroupCommitWriter.
 submit` and waits. The writer thread takes every job queued so far (up to ``max_events`` rows,
 optionally waiting ``max_wait`` for more), writes them in one transaction (each job's rows and
-counter updates), commits, and only then wakes each waiting request with its per-row outcomes.
-While one commit is being made, the next group queues up behind it, so under load each commit
-(the expensive, fsync-bound part) is shared by as many requests as arrived meanwhile, and an
-idle server adds no delay at all.
+counter updates; on SQLite a group of new events is one statement that commits itself, see
+:func:`~.storage.insert_all_new`), commits, and only then wakes each waiting request with its
+per-row outcomes. While one commit is being made, the next group queues up behind it, so under
+load each commit (the expensive, fsync-bound part) is shared by as many requests as arrived
+meanwhile, and an idle server adds no delay at all.
 
 Failure handling: if a group's transaction fails, each of its jobs is retried alone, so one bad
 job (say, a sensor deleted mid-flight) cannot fail the others; a job that fails alone wakes its
@@ -30,7 +31,7 @@ import structlog
 
 from sensorhub.metrics import Metrics, NoMetrics
 
-from .storage import WriteJob, write_jobs
+from .storage import WriteJob, insert_all_new, write_jobs
 from .store import StoreUnavailable
 from .turns import writer_turns
 
@@ -67,6 +68,8 @@ class GroupCommitWriter:
     ):
         self.engine = engine
         self._turns = writer_turns(engine)  # several worker processes: one writes at a time
+        # SQLite: a group of new events is one autocommitted statement (storage.insert_all_new)
+        self._one_statement_groups = engine.dialect.name == "sqlite"
         self.max_events = max_events
         self.max_wait = max_wait
         self.idle_seconds = idle_seconds
@@ -210,5 +213,8 @@ class GroupCommitWriter:
         metrics.observe("ingest_commit_group_duration_seconds", duration)
 
     def _write(self, jobs: list[WriteJob]) -> None:
-        with self._turns, self.engine.begin() as connection:
-            write_jobs(connection, jobs)
+        with self._turns:
+            if self._one_statement_groups and insert_all_new(self.engine, jobs):
+                return
+            with self.engine.begin() as connection:
+                write_jobs(connection, jobs)

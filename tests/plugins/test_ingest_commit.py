@@ -3,13 +3,14 @@ resends racing each other store one row, reads page stably under concurrent inse
 events and counters other plugins rely on appear only after commit. Requests here commit for
 real; the tables are emptied after each test."""
 
+import contextlib
 import threading
 import time
 
 import orjson
 import pytest
 import webtest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, event, select
 
 from plugins.ingest import storage
 from plugins.ingest.models import stats_table
@@ -249,18 +250,117 @@ def test_a_batch_of_1000_is_a_few_statements_that_find_its_duplicates(committing
     assert len(statements) <= 16
 
 
-def test_a_group_of_a_few_single_event_requests_is_one_statement_of_each_kind(
-    committing_testapp, dbengine
-):
-    # Under load the writer thread waits for the GIL after every statement: three new single
-    # events from three sensors are one insert and one counters upsert (on SQLite not one per
-    # power of two of the row count, and no read back: the insert's row count says all were new).
+@contextlib.contextmanager
+def driver_statements(engine):
+    """The first word of each statement the sqlite3 driver runs on connections checked out
+    inside the block, in order (the driver's trace repeats a statement for each trigger
+    program it runs: repeats are counted once)."""
+    statements = []
+
+    def trace(dbapi_connection, _record, _proxy):
+        dbapi_connection.set_trace_callback(statements.append)
+
+    event.listen(engine, "checkout", trace)
+    first_words = []
+    try:
+        yield first_words
+    finally:
+        first_words += [sql.split()[0] for sql in dict.fromkeys(statements)]
+        event.remove(engine, "checkout", trace)
+        engine.dispose()  # no pooled connection keeps the trace callback
+
+
+def counters_of(engine, sensor_id):
+    with engine.connect() as connection:
+        return storage.read_counters(connection, sensor_id)
+
+
+def test_a_group_of_new_single_events_is_one_statement(committing_testapp, dbengine):
+    # Under load the writer thread waits for the GIL after every driver call. On SQLite a group
+    # of new events from three sensors is one INSERT that commits itself (into a temporary
+    # view whose trigger stores and counts each event): not BEGIN, insert, counters upsert,
+    # COMMIT. PostgreSQL: one insert and one counters upsert in the transaction.
     sensors = [new_sensor(committing_testapp)[0] for _ in range(3)]
     jobs = [WriteJob(sensor_id, [row("t", "only")]) for sensor_id in sensors]
-    with recording_statements(dbengine) as statements, dbengine.begin() as connection:
-        write_jobs(connection, jobs)
+    if dbengine.dialect.name == "sqlite":
+        with driver_statements(dbengine) as statements:
+            assert storage.insert_all_new(dbengine, jobs)
+        assert statements == ["INSERT"]
+    else:
+        with recording_statements(dbengine) as statements, dbengine.begin() as connection:
+            write_jobs(connection, jobs)
+        assert len(statements) == 2, statements
     assert [job.accepted_flags for job in jobs] == [[True]] * 3
-    assert len(statements) == 2, statements
+    for sensor_id, job in zip(sensors, jobs, strict=True):
+        assert counters_of(dbengine, sensor_id) == {
+            "event_count": 1,
+            "duplicate_count": 0,
+            "rejected_count": 0,
+            "last_event_at": job.rows[0]["ts"],
+        }
+
+
+@pytest.mark.parametrize(
+    "jobs_of",
+    [
+        pytest.param(lambda s: [WriteJob(s, [row("t", "taken"), row("t", "new")])], id="stored"),
+        pytest.param(lambda s: [WriteJob(s, [row("t", "x"), row("t", "x")])], id="repeated"),
+        pytest.param(lambda s: [WriteJob(s, [row("t", "y")], rejected=1)], id="rejected"),
+        pytest.param(lambda s: [WriteJob(s, [row("t")])], id="no-event-id"),
+        pytest.param(lambda s: [WriteJob(s, [row("t", f"z{i}") for i in range(17)])], id="17"),
+        pytest.param(lambda s: [WriteJob("sen_deleted_meanwhile", [row("t", "o")])], id="orphan"),
+    ],
+)
+def test_a_group_one_statement_cannot_answer_for_is_left_whole_to_the_transaction(
+    committing_testapp, dbengine, jobs_of
+):
+    # Each of these needs write_jobs (flags, counts only Python knows, or several statements):
+    # the one-statement path declines before writing or has SQLite back its statement out.
+    if dbengine.dialect.name != "sqlite":
+        pytest.skip("the one-statement path is SQLite's")
+    sensor_id, _ = new_sensor(committing_testapp)
+    with dbengine.begin() as connection:
+        write_jobs(connection, [WriteJob(sensor_id, [row("t", "taken")])])
+    before = counters_of(dbengine, sensor_id)
+    assert not storage.insert_all_new(dbengine, jobs_of(sensor_id))
+    assert stored_events(dbengine, sensor_id) == 1
+    assert counters_of(dbengine, sensor_id) == before
+
+
+def test_the_writer_counts_new_events_and_duplicates_exactly(committing_testapp, dbengine):
+    sensor_id, _ = new_sensor(committing_testapp)
+    writer = GroupCommitWriter(dbengine)
+    first = writer.submit(WriteJob(sensor_id, [row("t", "a"), row("t", "b")]), timeout=10)
+    again = WriteJob(sensor_id, [row("t", "b"), row("t", "c"), row("t", "c")], rejected=2)
+    writer.submit(again, timeout=10)
+    writer.close()
+    assert first.accepted_flags == [True, True]
+    assert again.accepted_flags == [False, True, False]  # b stored, c new, c repeated
+    assert counters_of(dbengine, sensor_id) == {
+        "event_count": 3,
+        "duplicate_count": 2,
+        "rejected_count": 2,
+        "last_event_at": again.rows[1]["ts"],  # the newest stored event's
+    }
+
+
+def test_an_engine_without_the_view_writes_every_group_in_a_transaction(
+    committing_testapp, dbengine
+):
+    # An engine the ingest plugin was not given (a script's, say): the one-statement path
+    # declines and the writer's transaction stores and counts the events.
+    sensor_id, _ = new_sensor(committing_testapp)
+    bare = create_engine(dbengine.url)
+    try:
+        job = WriteJob(sensor_id, [row("t", "e")])
+        assert not storage.insert_all_new(bare, [job])
+        writer = GroupCommitWriter(bare)
+        writer.submit(job, timeout=10)
+        writer.close()
+    finally:
+        bare.dispose()
+    assert job.accepted_flags == [True]
+    assert counters_of(dbengine, sensor_id)["event_count"] == 1
 
 
 def test_a_stored_row_is_a_duplicate_and_a_batch_without_one_reads_nothing_back(
