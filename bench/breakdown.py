@@ -398,7 +398,7 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
 
     from plugins.auth.security import _TOKEN_LOOKUP
     from plugins.auth.service import _SENSOR_PROFILE
-    from plugins.ingest.storage import _READ_COUNTERS, WriteJob
+    from plugins.ingest.storage import _READ_COUNTERS, WriteJob, insert_all_new
     from sensorhub.db import get_tm_session
 
     registry = bench.app.registry
@@ -463,6 +463,18 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         ),
         ("write 100 events, until COMMIT", write(lambda: [WriteJob(sensor_id, rows(100))])),
     ]
+    if engine.dialect.name == "sqlite":
+
+        def one_statement() -> float:
+            # How the ingest writer stores a group of new events on SQLite: one statement
+            # that commits itself (plugins.ingest.storage.insert_all_new), the fsync included.
+            jobs = [WriteJob(sensor_id, rows(1))]
+            started = time.perf_counter()
+            if not insert_all_new(engine, jobs):
+                raise RuntimeError("the one-statement path declined a new single event")
+            return time.perf_counter() - started
+
+        writes.insert(1, ("write 1 single-event job in one statement (commits)", one_statement))
     for label, fn in timed:
         figures[label] = measure(fn, number, repeats)
     for label, part in writes:
