@@ -327,6 +327,19 @@ def test_a_group_one_statement_cannot_answer_for_is_left_whole_to_the_transactio
     assert counters_of(dbengine, sensor_id) == before
 
 
+def test_the_writer_stores_a_group_of_new_events_in_one_statement(committing_testapp, dbengine):
+    if dbengine.dialect.name != "sqlite":
+        pytest.skip("the one-statement path is SQLite's")
+    sensor_id, _ = new_sensor(committing_testapp)
+    writer = GroupCommitWriter(dbengine)
+    with driver_statements(dbengine) as statements:
+        job = writer.submit(WriteJob(sensor_id, [row("t", "first")]), timeout=10)
+        writer.close()
+    assert job.accepted_flags == [True]
+    assert statements == ["INSERT"]
+    assert counters_of(dbengine, sensor_id)["event_count"] == 1
+
+
 def test_the_writer_counts_new_events_and_duplicates_exactly(committing_testapp, dbengine):
     sensor_id, _ = new_sensor(committing_testapp)
     writer = GroupCommitWriter(dbengine)
