@@ -59,7 +59,6 @@ from sensorhub.settings import (
 from . import schema
 from .body import GZIP_OVERHEAD
 from .parsing import JSON, NDJSON, SENML, Limits, parse_body
-from .storage import store_new_events_in_one_statement
 from .store import EventStore, RequestTransactionStore
 from .views import IngestConfig, get_own_events, get_sensor_events, post_events, sensor_counters
 from .writer import GroupCommitWriter
@@ -164,7 +163,6 @@ def includeme(config) -> None:
         max_future_seconds=settings["sensorhub.ingest.max_future"],
         retention_seconds=settings["sensorhub.ingest.retention"],
     )
-    store_new_events_in_one_statement(config.registry["dbengine"])  # SQLite: see storage
     store: EventStore = RequestTransactionStore()
     if settings["sensorhub.ingest.group_commit"]:
         store = GroupCommitWriter(

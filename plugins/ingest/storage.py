@@ -13,8 +13,8 @@ the prune decrements them in the transaction that deletes. On SQLite a group who
 all new is one autocommitted statement (:func:`insert_all_new`): each sqlite3 call gives up the
 GIL, which the single writer thread then waits to get back behind the request threads. It
 inserts into a temporary view whose trigger stores each event and counts it in the same
-statement; :func:`store_new_events_in_one_statement` gives every connection of the engine that
-view (per connection, not in the schema: nothing changes for other code or older releases).
+statement; each connection makes the view the first time it writes that way (``TEMP``: per
+connection, not in the schema, so nothing changes for other code or older releases).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from sqlalchemy import (
     case,
     column,
     delete,
-    event,
     func,
     insert,
     or_,
@@ -93,6 +92,11 @@ def _unnest_rows():
 # requests is one statement, not one per bit of its row count (docs/benchmarks.md); the sizes
 # stay few enough for the driver's statement cache (128 per connection).
 _CHUNK_SIZES = tuple(2**exponent for exponent in range(9, 3, -1))
+
+
+def _is_one_chunk(count: int) -> bool:
+    """Whether ``count`` rows are a single statement of :func:`_chunks`."""
+    return count < _CHUNK_SIZES[-1] or count in _CHUNK_SIZES
 
 
 def _chunks(rows: list[dict]):
@@ -180,29 +184,6 @@ _NEW_EVENTS_DDL = (
 _HAS_NEW_EVENTS_VIEW = "ingest.new_events_view"  # key in a pooled connection's info
 
 
-def store_new_events_in_one_statement(engine) -> None:
-    """SQLite: give every connection of ``engine`` the view :func:`insert_all_new` writes
-    through, when it is checked out (a no-op on other databases; registering twice changes
-    nothing)."""
-    if engine.dialect.name == "sqlite" and not event.contains(
-        engine, "checkout", _create_new_events_view
-    ):
-        event.listen(engine, "checkout", _create_new_events_view)
-
-
-def _create_new_events_view(dbapi_connection, connection_record, _proxy) -> None:
-    if connection_record.info.get(_HAS_NEW_EVENTS_VIEW):
-        return
-    try:  # autocommit (the driver's isolation_level is None): before any transaction begins
-        for statement in _NEW_EVENTS_DDL:
-            dbapi_connection.execute(statement)
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
-            return  # not migrated yet (a migration's own connection): a later checkout does it
-        raise
-    connection_record.info[_HAS_NEW_EVENTS_VIEW] = True
-
-
 @functools.cache
 def _sqlite_insert_new_events(size: int) -> _MultiRow:
     view = table(_NEW_EVENTS_VIEW, *(column(name) for name in EVENT_COLUMNS))
@@ -215,10 +196,13 @@ def insert_all_new(engine, jobs: list[WriteJob]) -> bool:
     False, with nothing written, when they need :func:`write_jobs` in a transaction instead.
 
     That is the common group under load (a few requests, every row keyed, none rejected, none
-    repeated). A group of more rows than one statement takes (see _chunks), or on a connection
-    without the view, also goes to write_jobs."""
+    repeated). A group of more rows than one statement takes, on another database, or on
+    connections not in autocommit, also goes to write_jobs. A connection makes the view the
+    first time it is used here."""
+    if engine.dialect.name != "sqlite":
+        return False
     count = sum(len(job.rows) for job in jobs)
-    if not count or (count >= _CHUNK_SIZES[-1] and count not in _CHUNK_SIZES):
+    if not count or not _is_one_chunk(count):
         return False
     rows = []
     keys = set()
@@ -233,11 +217,18 @@ def insert_all_new(engine, jobs: list[WriteJob]) -> bool:
             rows.append({**row, "sensor_id": job.sensor_id})
     pooled = engine.raw_connection()
     try:
-        if not pooled.info.get(_HAS_NEW_EVENTS_VIEW):
+        driver = pooled.driver_connection
+        if driver.isolation_level is not None:
+            # The driver would open a transaction the pool then rolls back: this path needs the
+            # autocommit connections sensorhub.db's engine makes.
             return False
+        if not pooled.info.get(_HAS_NEW_EVENTS_VIEW):
+            for ddl in _NEW_EVENTS_DDL:
+                driver.execute(ddl)
+            pooled.info[_HAS_NEW_EVENTS_VIEW] = True
         statement = _sqlite_insert_new_events(len(rows))
         try:
-            pooled.driver_connection.execute(statement.sql, statement.parameters(rows))
+            driver.execute(statement.sql, statement.parameters(rows))
         except sqlite3.IntegrityError:
             return False
     finally:

@@ -68,8 +68,6 @@ class GroupCommitWriter:
     ):
         self.engine = engine
         self._turns = writer_turns(engine)  # several worker processes: one writes at a time
-        # SQLite: a group of new events is one autocommitted statement (storage.insert_all_new)
-        self._one_statement_groups = engine.dialect.name == "sqlite"
         self.max_events = max_events
         self.max_wait = max_wait
         self.idle_seconds = idle_seconds
@@ -214,7 +212,7 @@ class GroupCommitWriter:
 
     def _write(self, jobs: list[WriteJob]) -> None:
         with self._turns:
-            if self._one_statement_groups and insert_all_new(self.engine, jobs):
+            if insert_all_new(self.engine, jobs):  # SQLite, new events: one statement
                 return
             with self.engine.begin() as connection:
                 write_jobs(connection, jobs)
