@@ -281,51 +281,62 @@ def targets(
 
 def floors(main: dict[str, dict], scaling: dict | None, memory: dict | None) -> list[dict]:
     """What the targets sit on, measured in the same run: no app can beat its transport."""
-    rows = []
+    rows: list[dict] = []
+
+    def add(floor: str, measured: str, why: str) -> None:
+        rows.append({"floor": floor, "measured": measured, "why": why})
+
     hello, root = main.get("hello"), main.get("api_root")
     if hello and root and hello["req_per_s"]:
-        rows.append(
-            {
-                "floor": "api_root vs hello",
-                "measured": f"{root['req_per_s'] / hello['req_per_s']:.2f}x",
-                "why": "the core's share of the transport; every 'x api_root' target is a share "
-                "of that",
-            }
+        add(
+            "api_root vs hello",
+            f"{root['req_per_s'] / hello['req_per_s']:.2f}x",
+            "the core's share of the transport; every 'x api_root' target is a share of that",
         )
     pyramid = main.get("pyramid_hello")
     if hello and pyramid and hello["req_per_s"]:
-        rows.append(
-            {
-                "floor": "pyramid_hello vs hello",
-                "measured": f"{pyramid['req_per_s'] / hello['req_per_s']:.2f}x",
-                "why": "Pyramid alone (router, view lookup, JSON renderer): what api_root "
-                "loses beyond it is SensorHub's tweens and plugins",
-            }
+        add(
+            "pyramid_hello vs hello",
+            f"{pyramid['req_per_s'] / hello['req_per_s']:.2f}x",
+            "Pyramid alone (router, view lookup, JSON renderer): what api_root "
+            "loses beyond it is SensorHub's tweens and plugins",
+        )
+    unlogged, fast_path = main.get("api_root-logging"), main.get("api_root-structlog_fast")
+    if hello and unlogged and hello["req_per_s"]:
+        add(
+            "api_root-logging vs hello",
+            f"{unlogged['req_per_s'] / hello['req_per_s']:.2f}x",
+            "api_root with no log line at all: with the line every request must "
+            "log, api_root can only be slower than this",
+        )
+    if unlogged and fast_path and fast_path["req_per_s"]:
+        add(
+            "structlog fast-path line tax",
+            f"{unlogged['req_per_s'] / fast_path['req_per_s'] - 1:+.1%}",
+            "one JSON line per request through the configuration structlog's docs "
+            "give as fastest, nothing else (bench/fast_path_logging.py): the library's own "
+            "fast path",
         )
     start = memory and memory.get("start")
     if start:
-        rows.append(
-            {
-                "floor": "RSS at start-up",
-                "measured": f"{start['largest_mb']:.1f} MB",
-                "why": "the sensorhub server right after it answered /healthz: the app loaded, "
-                "nothing served"
-                + (
-                    f" (largest of {start['processes']}, sum {start['sum_mb']:.1f} MB)"
-                    if start["processes"] > 1
-                    else ""
-                ),
-            }
+        add(
+            "RSS at start-up",
+            f"{start['largest_mb']:.1f} MB",
+            "the sensorhub server right after it answered /healthz: the app loaded, "
+            "nothing served"
+            + (
+                f" (largest of {start['processes']}, sum {start['sum_mb']:.1f} MB)"
+                if start["processes"] > 1
+                else ""
+            ),
         )
     one = (scaling or {}).get("x1", {}).get("hello")
     two = (scaling or {}).get("x2", {}).get("hello")
     if one and two and one["req_per_s"]:
-        rows.append(
-            {
-                "floor": "hello on 2 workers vs 1",
-                "measured": f"{two['req_per_s'] / one['req_per_s']:.2f}x",
-                "why": "the transport's own scaling, with wrk on the same 2 cores",
-            }
+        add(
+            "hello on 2 workers vs 1",
+            f"{two['req_per_s'] / one['req_per_s']:.2f}x",
+            "the transport's own scaling, with wrk on the same 2 cores",
         )
     return rows
 

@@ -39,6 +39,7 @@ class Scenario:
 # The main server runs every plugin, as production does; each variant lacks exactly one, so the
 # difference to the main server is that plugin's cost (its "tax").
 ALL_PLUGINS = ("logging", "metrics", "auth", "ingest")
+STRUCTLOG_FAST_PATH = "bench.fast_path_logging"
 
 SERVERS = (
     ServerSpec("hello", None),
@@ -46,6 +47,12 @@ SERVERS = (
     ServerSpec("sensorhub", ALL_PLUGINS),
     ServerSpec("sensorhub-logging", tuple(p for p in ALL_PLUGINS if p != "logging")),
     ServerSpec("sensorhub-metrics", tuple(p for p in ALL_PLUGINS if p != "metrics")),
+    # The logging plugin's place taken by structlog's documented fast configuration (bench
+    # only): what the library's own fast path costs, beside the logging plugin's tax.
+    ServerSpec(
+        "sensorhub-structlog-fast",
+        tuple(STRUCTLOG_FAST_PATH if p == "logging" else p for p in ALL_PLUGINS),
+    ),
 )
 
 SCENARIOS = (
@@ -134,6 +141,15 @@ SCENARIOS = (
         what="ingest_single without the logging plugin",
     ),
     Scenario(
+        "api_root-structlog_fast",
+        "sensorhub-structlog-fast",
+        "get",
+        {"path": f"{API}/"},
+        requires=("logging",),
+        what="api_root with one line per request through structlog's documented fast "
+        "configuration instead of the logging plugin (bench/fast_path_logging.py)",
+    ),
+    Scenario(
         "api_root-metrics",
         "sensorhub-metrics",
         "get",
@@ -173,6 +189,7 @@ OVERHEADS = (
     ("SensorHub's stack over bare Pyramid", "pyramid_hello", "api_root"),
     ("auth (sensor token + sensor read)", "api_root", "sensor_self"),
     ("logging plugin, no database", "api_root-logging", "api_root"),
+    ("structlog fast-path line, no database", "api_root-logging", "api_root-structlog_fast"),
     ("logging plugin, single-event ingest", "ingest_single-logging", "ingest_single"),
     ("metrics plugin, no database", "api_root-metrics", "api_root"),
     ("metrics plugin, single-event ingest", "ingest_single-metrics", "ingest_single"),
@@ -212,4 +229,5 @@ def select(names: list[str] | None, installed: set[str]) -> tuple[list[Scenario]
 def server_plugins(spec: ServerSpec, installed: set[str]) -> list[str] | None:
     if spec.plugins is None:
         return None
-    return [p for p in spec.plugins if p in installed]
+    # A dotted name is a module of the bench itself (bench/fast_path_logging.py), always present.
+    return [p for p in spec.plugins if p in installed or "." in p]

@@ -116,18 +116,29 @@ def test_the_scaling_and_stored_passes_check_every_event_and_fill_the_targets_ta
     assert target_row(again.stdout, "api_root x2 workers").endswith("not run")
 
 
-def test_the_framework_floor_is_measured_beside_api_root(tmp_path):
-    """A bare Pyramid app on the same server, in the same run: the floors say what Pyramid alone
-    leaves of the transport, and the cost table what SensorHub's stack adds to it."""
-    floor_run = [*LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1], "api_root,pyramid_hello"]
+def test_the_framework_and_logging_floors_are_measured_beside_api_root(tmp_path):
+    """A bare Pyramid app, and SensorHub without a log line and with one through structlog's
+    documented fast path, on the same server in the same run: the floors say what Pyramid alone
+    leaves of the transport and what a log line per request costs; the cost table what each
+    adds."""
+    scenarios = "api_root,pyramid_hello,api_root-logging,api_root-structlog_fast"
+    floor_run = [*LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1], scenarios]
     result = run_module(*floor_run, "--skip", "scaling", "--results-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert target_row(result.stdout, "no errors").endswith("PASS")
-    floors = result.stdout.split("floors measured in the same run:", 1)[1]
-    row = next(line for line in floors.splitlines() if "pyramid_hello vs hello" in line)
-    assert float(row.split()[3].rstrip("x")) > 0, row
+    floors = result.stdout.split("floors measured in the same run:", 1)[1].splitlines()
+
+    def floor(name: str) -> str:
+        row = next(line for line in floors if name in line)
+        return row.split(name, 1)[1].split()[0]
+
+    assert float(floor("pyramid_hello vs hello").rstrip("x")) > 0
+    assert float(floor("api_root-logging vs hello").rstrip("x")) > 0
+    assert floor("structlog fast-path line tax").endswith("%")
     assert "SensorHub's stack over bare Pyramid" in result.stdout
+    assert "structlog fast-path line, no database" in result.stdout
     assert "bare Pyramid app" in result.stdout  # the servers list says what it ran
+    assert "sensorhub plugins: bench.fast_path_logging metrics auth ingest" in result.stdout
 
 
 def test_waitress_is_refused_more_than_one_process(tmp_path):
