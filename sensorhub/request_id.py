@@ -14,6 +14,7 @@ Contract for plugins: read ``request.request_id``; never parse the header yourse
 from __future__ import annotations
 
 import contextvars
+import random
 import re
 import uuid
 from collections.abc import Callable
@@ -39,13 +40,24 @@ def valid_request_id(value: str | None) -> bool:
     return value is not None and _VALID.fullmatch(value) is not None
 
 
+def new_request_id() -> str:
+    """A random version-4 UUID, drawn from :mod:`random` rather than ``os.urandom``.
+
+    A request ID names a request; it guards nothing, so it needs no cryptographic source. And
+    ``uuid.uuid4()`` reads ``os.urandom``, whose ``getrandom`` call gives up the GIL: under load
+    one more hand-off between the server's threads for every request (docs/benchmarks.md). The
+    ``random`` module seeds itself from the OS at start-up and again in every forked child, so
+    worker processes forked from one loaded app do not repeat each other's IDs."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))  # noqa: S311 (not a secret)
+
+
 def request_id(request: Request) -> str:
     """``request.request_id``: the ID chosen by the tween, or a new one outside the tween
     (scripts, ``bootstrap``)."""
     rid: str | None = request.environ.get(ENVIRON_KEY)
     if rid is None:
         inbound = request.environ.get("HTTP_X_REQUEST_ID")
-        rid = inbound if valid_request_id(inbound) else str(uuid.uuid4())
+        rid = inbound if valid_request_id(inbound) else new_request_id()
         request.environ[ENVIRON_KEY] = rid
     return rid
 

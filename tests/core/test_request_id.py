@@ -1,12 +1,13 @@
 """Every response carries an X-Request-ID: the caller's if it is safe, a new one otherwise."""
 
+import os
 import uuid
 
 import pytest
 import structlog
 import webtest
 
-from sensorhub.request_id import request_id_tween_factory
+from sensorhub.request_id import new_request_id, request_id_tween_factory
 
 
 def test_a_valid_inbound_request_id_is_echoed_unchanged(testapp):
@@ -17,6 +18,23 @@ def test_a_valid_inbound_request_id_is_echoed_unchanged(testapp):
 def test_without_an_inbound_id_a_uuid4_is_generated(testapp):
     generated = testapp.get("/healthz").headers["X-Request-ID"]
     assert uuid.UUID(generated).version == 4
+
+
+def test_generated_ids_differ_between_worker_processes_forked_from_one_app():
+    """IDs come from `random`, which reseeds in a forked child: gunicorn's workers, forked from
+    the preloaded app, must not draw the same IDs in the same order."""
+    new_request_id()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one ID to the parent, then out without pytest's teardown
+        os.write(write_end, new_request_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_id = pipe.read()
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child_id).version == 4
+    assert child_id != new_request_id()
 
 
 @pytest.mark.parametrize(
