@@ -270,7 +270,8 @@ def budget_pieces(bench: Bench, number: int, repeats: int) -> dict[str, float]:
     root = prepared_request(app, "GET", "/api/v1/", "api_root")
 
     # Session: the reader session every authenticated request opens, with its first statement's
-    # checkout and BEGIN; ended by a rollback here (the POST commits it, empty, before its view).
+    # checkout (and BEGIN on PostgreSQL; SQLite's readers send none, the label stays so that
+    # older runs compare); ended by a rollback here (the POST commits it before its view).
     def session_only() -> None:
         manager = transaction.TransactionManager(explicit=True)
         manager.begin()

@@ -13,14 +13,19 @@ makes writers queue instead. But a writer's lock is held until its commit, and S
 handler waits for it by sleeping (1, 2, 5, 10 … ms), so readers must not take it: under load that
 turns every request into a queue with a sleeping tail.
 
-So ``request.dbsession`` is a *reader* (``BEGIN DEFERRED``: in WAL mode it neither waits nor
-blocks) for GET, HEAD and OPTIONS and for routes declared with ``config.add_reader_route(name)``
-(requests whose writes go elsewhere, e.g. ingestion's group-commit writer), and a *writer*
-(``BEGIN IMMEDIATE``) otherwise. Code that is about to write in a reader calls
-:func:`begin_writing` before its first statement. Scripts and other connections: the engine
-begins IMMEDIATE; a caller that only reads may opt out per connection with the execution option
-``sqlite_begin="DEFERRED"`` (the readiness check does). None of this changes anything on
-PostgreSQL, whose row locks and MVCC need no such care.
+So ``request.dbsession`` is a *reader* for GET, HEAD and OPTIONS and for routes declared with
+``config.add_reader_route(name)`` (requests whose writes go elsewhere, e.g. ingestion's
+group-commit writer), and a *writer* (``BEGIN IMMEDIATE``) otherwise. On SQLite a reader's
+statements run in autocommit (``sqlite_begin="AUTOCOMMIT"``: no BEGIN, no COMMIT), each a read
+transaction of its own that in WAL mode neither waits nor blocks; they do not share one snapshot,
+which no reader needs (a page of events is one statement). BEGIN and COMMIT would be two more
+driver calls, and each gives up the GIL: under load, more hand-offs between the server's threads
+(docs/benchmarks.md). Code that is about to write in a reader calls :func:`begin_writing` before
+its first statement (its transaction then begins IMMEDIATE). Scripts and other connections: the
+engine begins IMMEDIATE; a caller that only reads may opt out per connection with the execution
+option ``sqlite_begin="DEFERRED"`` (one snapshot for all its reads: the readiness check does) or
+``"AUTOCOMMIT"``. None of this changes anything on PostgreSQL, whose row locks and MVCC need no
+such care.
 
 A process's busy writer on SQLite (ingest's group commit) is the writing plugin's business: with
 several server processes (``sensorhub.workers``) it takes its own turns between them (the ingest
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
 DBSESSION_ENVIRON_KEY = "sensorhub.dbsession"
+READS_IN_AUTOCOMMIT = "AUTOCOMMIT"  # sqlite_begin for readers: no BEGIN (module docstring)
 READER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER_ROUTES = "sensorhub.db.reader_routes"
 
@@ -175,7 +181,8 @@ def _configure_sqlite(engine: Engine, settings: Mapping[str, Any]) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != READS_IN_AUTOCOMMIT:  # else each statement is a transaction of its own
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -352,7 +359,7 @@ def includeme(config: Configurator) -> None:
     config.registry["dbengine"] = engine
     config.registry["dbsession_factory"] = get_session_factory(engine)
     config.registry["dbsession_factory.reader"] = get_session_factory(
-        engine.execution_options(sqlite_begin="DEFERRED")
+        engine.execution_options(sqlite_begin=READS_IN_AUTOCOMMIT)
     )
     config.registry[_READER_ROUTES] = set()
     config.add_directive("add_reader_route", add_reader_route)

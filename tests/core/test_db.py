@@ -4,7 +4,7 @@ import threading
 
 import pytest
 import transaction
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from sensorhub.models import Sensor
 
@@ -140,19 +140,45 @@ def test_concurrent_writers_queue_instead_of_failing(app, dbengine):
 @pytest.mark.parametrize(
     ("method", "path", "begin"),
     [
-        ("GET", "/fake/transaction", "DEFERRED"),
-        ("HEAD", "/fake/transaction", "DEFERRED"),
+        ("GET", "/fake/transaction", "AUTOCOMMIT"),
+        ("HEAD", "/fake/transaction", "AUTOCOMMIT"),
         ("POST", "/fake/transaction", "IMMEDIATE"),
         ("DELETE", "/fake/transaction", "IMMEDIATE"),
-        ("POST", "/fake/reader-post", "DEFERRED"),  # declared with config.add_reader_route
+        ("POST", "/fake/reader-post", "AUTOCOMMIT"),  # declared with config.add_reader_route
         ("GET", "/fake/transaction?write=yes", "IMMEDIATE"),  # sensorhub.db.begin_writing
     ],
 )
 def test_reads_begin_as_readers_and_writes_as_writers(committing_testapp, method, path, begin):
-    """On SQLite a writer takes the write lock at BEGIN; a reader never takes it."""
+    """On SQLite a writer takes the write lock at BEGIN; a reader begins nothing (each of its
+    statements commits itself) and so never takes it."""
     response = committing_testapp.request(path, method=method, status=200)
     if method != "HEAD":
         assert response.json["begin"] == begin
+
+
+def test_a_reader_request_sends_its_reads_and_nothing_to_begin_a_transaction(
+    committing_testapp, dbengine
+):
+    """Each statement of a reader is its own read transaction on SQLite: a BEGIN (and its
+    COMMIT) would be two more driver calls, each giving up the GIL under load. A writer still
+    begins IMMEDIATE. (PostgreSQL's driver begins by itself and shows no BEGIN here either.)"""
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(dbengine, "before_cursor_execute", record)
+    try:
+        assert committing_testapp.get("/fake/transaction").json["sensors"] == 0
+        read = list(statements)
+        statements.clear()
+        committing_testapp.get("/fake/transaction?write=yes")
+    finally:
+        event.remove(dbengine, "before_cursor_execute", record)
+    assert read == ["SELECT"]
+    assert statements[-1] == "SELECT"
+    if dbengine.dialect.name == "sqlite":
+        assert statements[0] == "BEGIN"
 
 
 def test_a_reader_neither_waits_for_nor_sees_an_uncommitted_write(committing_testapp, dbengine):
