@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -37,7 +38,7 @@ import pytest
 import transaction
 import webtest
 from pyramid.paster import get_appsettings
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from sensorhub import make_app, migrations
@@ -312,3 +313,19 @@ def empty_all_tables(engine) -> None:
             # Bookkeeping rows the migrations put there, as on a real database.
             if table.name not in ("alembic_version", "credential_generation"):
                 connection.execute(table.delete())
+
+
+@contextlib.contextmanager
+def recording_statements(engine, verbs=frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})):
+    """Every statement starting with one of ``verbs`` the engine executes inside the block."""
+    seen: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().split(" ", 1)[0].upper() in verbs:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)

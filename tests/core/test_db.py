@@ -4,9 +4,10 @@ import threading
 
 import pytest
 import transaction
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 from sensorhub.models import Sensor
+from tests.conftest import recording_statements
 
 
 @pytest.fixture(scope="module")
@@ -162,23 +163,17 @@ def test_a_reader_request_sends_its_reads_and_nothing_to_begin_a_transaction(
     """Each statement of a reader is its own read transaction on SQLite: a BEGIN (and its
     COMMIT) would be two more driver calls, each giving up the GIL under load. A writer still
     begins IMMEDIATE. (PostgreSQL's driver begins by itself and shows no BEGIN here either.)"""
-    statements: list[str] = []
-
-    def record(_connection, _cursor, statement, *_args):
-        statements.append(statement.split()[0].upper())
-
-    event.listen(dbengine, "before_cursor_execute", record)
-    try:
+    verbs = frozenset({"BEGIN", "SELECT", "COMMIT"})
+    with recording_statements(dbengine, verbs) as statements:
         assert committing_testapp.get("/fake/transaction").json["sensors"] == 0
-        read = list(statements)
-        statements.clear()
+    read = [statement.split()[0].upper() for statement in statements]
+    with recording_statements(dbengine, verbs) as statements:
         committing_testapp.get("/fake/transaction?write=yes")
-    finally:
-        event.remove(dbengine, "before_cursor_execute", record)
+    written = [statement.split()[0].upper() for statement in statements]
     assert read == ["SELECT"]
-    assert statements[-1] == "SELECT"
+    assert written[-1] == "SELECT"
     if dbengine.dialect.name == "sqlite":
-        assert statements[0] == "BEGIN"
+        assert written[0] == "BEGIN"
 
 
 def test_a_reader_neither_waits_for_nor_sees_an_uncommitted_write(committing_testapp, dbengine):

@@ -16,7 +16,7 @@ from sensorhub.identity import SENSOR
 from sensorhub.lifecycle import close_app
 from sensorhub.models import Sensor
 from sensorhub.settings import SettingError
-from tests.conftest import empty_all_tables
+from tests.conftest import empty_all_tables, recording_statements
 from tests.plugins.test_auth_support import (
     ADMIN,
     AUTH_SETTINGS,
@@ -24,7 +24,6 @@ from tests.plugins.test_auth_support import (
     create_sensor,
     plugin_module,
     recording_events,
-    recording_statements,
     recording_writes,
 )
 

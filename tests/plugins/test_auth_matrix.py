@@ -12,6 +12,7 @@ from plugins.auth import tokens
 from plugins.auth.models import SensorToken
 from sensorhub.events import AUTH_FAILURE_REASONS, AuthenticationFailed, RequestRateLimited
 from sensorhub.models import Sensor
+from tests.conftest import recording_statements
 from tests.plugins.test_auth_support import (
     ADMIN,
     ADMIN_TOKEN,
@@ -19,7 +20,6 @@ from tests.plugins.test_auth_support import (
     bearer,
     create_sensor,
     recording_events,
-    recording_statements,
     recording_writes,
 )
 

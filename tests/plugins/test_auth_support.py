@@ -1,5 +1,6 @@
 """Helpers shared by the auth plugin's test modules (this module holds no tests): admin
-credentials, sensor creation, and recorders for database writes and domain events."""
+credentials, sensor creation, and recorders for database writes (on the suite's
+``recording_statements``) and domain events."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import sys
 import types
 
-from sqlalchemy import event
+from tests.conftest import recording_statements
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -22,22 +23,6 @@ def create_sensor(testapp, name="greenhouse-1", **fields) -> dict:
     return testapp.post_json(
         "/api/v1/sensors", {"name": name, **fields}, headers=ADMIN, status=201
     ).json
-
-
-@contextlib.contextmanager
-def recording_statements(engine, verbs=frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})):
-    """Every statement starting with one of ``verbs`` the engine executes inside the block."""
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().split(" ", 1)[0].upper() in verbs:
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 def recording_writes(engine):
