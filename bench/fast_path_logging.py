@@ -21,6 +21,8 @@ import orjson
 import structlog
 from pyramid.tweens import EXCVIEW
 
+from sensorhub.requests import matched_route_name, raw_path
+
 
 def request_line_tween_factory(handler, registry):
     log = structlog.get_logger("sensorhub.request")
@@ -31,8 +33,8 @@ def request_line_tween_factory(handler, registry):
         log.info(
             "request_finished",
             method=request.method,
-            route=request.matched_route.name if request.matched_route else None,
-            path=request.environ.get("PATH_INFO"),
+            route=matched_route_name(request),
+            path=raw_path(request),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             sensor_id=None,
