@@ -46,8 +46,7 @@ class EventCounter:
     def _find_table(self):
         if self._table is not None:
             return self._table
-        url = self.server.settings()["sensorhub.database.url"]
-        self._engine = create_engine(url)
+        self._engine = create_engine(self.server.database)
         metadata = MetaData()
         metadata.reflect(bind=self._engine)
         for table in metadata.sorted_tables:

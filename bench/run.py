@@ -21,6 +21,7 @@ from pathlib import Path
 from . import decoders, memory, report, stored, wrk
 from .integrity import EventCounter, check
 from .scenarios import (
+    SCALING_FLOORS,
     SCALING_SCENARIOS,
     SCENARIOS,
     SERVERS,
@@ -351,27 +352,51 @@ class Bench:
         self.stop(self.servers)
 
 
+def launch_servers(
+    bench: Bench,
+    scenarios: list[Scenario],
+    installed: set[str],
+    workers: int,
+    http_server: str,
+    suffix: str = "",
+) -> dict[str, Server]:
+    """Start the servers ``scenarios`` run on, by spec name (each started as ``<name><suffix>``).
+
+    A server that serves another's database (the bare-driver app) starts after that one, on
+    its database and as its sensors; the other is started for it if no scenario of its own
+    needs it."""
+    args = bench.args
+    hosted = {spec.name: [s for s in scenarios if s.server == spec.name] for spec in SERVERS}
+    for spec in SERVERS:
+        if spec.database_of and hosted[spec.name]:
+            hosted[spec.database_of] += hosted[spec.name]
+    servers: dict[str, Server] = {}
+    for spec in SERVERS:
+        if not hosted[spec.name]:
+            continue
+        source = servers[spec.database_of] if spec.database_of else None
+        servers[spec.name] = bench.launch(
+            Server(
+                spec.name + suffix,
+                server_plugins(spec, installed),
+                bench.workdir,
+                args.threads,
+                source.database if source else args.database_url,
+                workers,
+                http_server,
+                app=spec.app,
+            ),
+            hosted[spec.name],
+            sensors=source.sensors if source else None,
+        )
+    return servers
+
+
 def main_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> tuple[dict, dict]:
     """Every chosen scenario on --server x --workers; the sensorhub server's memory."""
     args = bench.args
     say(f"\nmain pass: {args.server} x {args.workers} for every server\nservers:")
-    servers = {}
-    needed = {s.server for s in chosen}
-    for spec in SERVERS:
-        if spec.name in needed:
-            servers[spec.name] = bench.launch(
-                Server(
-                    spec.name,
-                    server_plugins(spec, installed),
-                    bench.workdir,
-                    args.threads,
-                    args.database_url,
-                    args.workers,
-                    args.server,
-                    app=spec.app,
-                ),
-                [s for s in chosen if s.server == spec.name],
-            )
+    servers = launch_servers(bench, chosen, installed, args.workers, args.server)
     summaries = bench.measure([Cell(s.name, "main", s, servers[s.server]) for s in chosen])
     usage = {}
     main_server = servers.get("sensorhub")
@@ -390,26 +415,13 @@ def scaling_pass(bench: Bench, chosen: list[Scenario], installed: set[str]) -> d
     ratio is the second process's gain alone (waitress has no second process)."""
     args = bench.args
     kind = args.server if args.server != "waitress" else "gunicorn"
-    scenarios = [s for s in chosen if s.name in SCALING_SCENARIOS]
+    scenarios = [s for s in chosen if s.name in SCALING_SCENARIOS + SCALING_FLOORS]
     say(f"\nscaling pass: {kind} x 1 vs {kind} x 2 (both pre-fork; the main pass's {args.server}")
     say(f"x {args.workers} is not the 1-process figure here)\nservers:")
-    specs = {spec.name: spec for spec in SERVERS}
     servers: dict[tuple[str, int], Server] = {}
     for workers in (1, 2):
-        for name in dict.fromkeys(s.server for s in scenarios):
-            servers[name, workers] = bench.launch(
-                Server(
-                    f"{name}-x{workers}",
-                    server_plugins(specs[name], installed),
-                    bench.workdir,
-                    args.threads,
-                    args.database_url,
-                    workers,
-                    kind,
-                    app=specs[name].app,
-                ),
-                [s for s in scenarios if s.server == name],
-            )
+        launched = launch_servers(bench, scenarios, installed, workers, kind, f"-x{workers}")
+        servers.update({(name, workers): server for name, server in launched.items()})
     cells = [
         Cell(f"{s.name} x{workers}", f"x{workers}", s, servers[s.server, workers])
         for s in scenarios
@@ -472,7 +484,7 @@ def main(argv=None) -> int:
         return 2
     installed = installed_plugins()
     names = [n.strip() for n in args.scenarios.split(",")] if args.scenarios else None
-    chosen, skipped = select(names, installed)
+    chosen, skipped = select(names, installed, sqlite=args.database_url is None)
     env = environment(wrk_path)
     started = dt.datetime.now(dt.UTC)
     say(

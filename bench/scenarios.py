@@ -7,6 +7,7 @@ on a server that lacks exactly one of them, so the difference is that plugin's c
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ class ServerSpec:
     name: str
     plugins: tuple[str, ...] | None  # None: a bare app, ``app`` (bench/hello.py)
     app: str = "hello"
+    # Serves that server's database as its sensors (started after it): the bare-driver app.
+    database_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Scenario:
 # The main server runs every plugin, as production does; each variant lacks exactly one, so the
 # difference to the main server is that plugin's cost (its "tax").
 ALL_PLUGINS = ("logging", "metrics", "auth", "ingest")
+BARE_DRIVER_SERVER = "bare-driver"
 STRUCTLOG_FAST_PATH = "bench.fast_path_logging"
 
 SERVERS = (
@@ -53,6 +57,9 @@ SERVERS = (
         "sensorhub-structlog-fast",
         tuple(STRUCTLOG_FAST_PATH if p == "logging" else p for p in ALL_PLUGINS),
     ),
+    # The same storage work with no framework on the bare sqlite3 driver (bench/bare_driver.py),
+    # on the main server's database: the floor under each endpoint's own cost.
+    ServerSpec(BARE_DRIVER_SERVER, None, app="bare", database_of="sensorhub"),
 )
 
 SCENARIOS = (
@@ -168,6 +175,27 @@ SCENARIOS = (
     ),
 )
 
+# Each reruns on the bare-driver app as "bare_<name>": what the endpoint's storage work costs with
+# nothing else, the floor under its target (SQLite only: the app speaks sqlite3). Not single
+# events: SensorHub's group commit shares a transaction between requests, which the bare app's
+# transaction per request does not, so SensorHub beats it there.
+BARE_DRIVER_SCENARIOS = (
+    "sensor_self",
+    "ingest_batch100",
+    "ingest_batch1000",
+    "events_read",
+)
+SCENARIOS += tuple(
+    dataclasses.replace(
+        scenario,
+        name=f"bare_{scenario.name}",
+        server=BARE_DRIVER_SERVER,
+        what=f"{scenario.name}'s storage work, framework-less on the bare sqlite3 driver",
+    )
+    for scenario in SCENARIOS
+    if scenario.name in BARE_DRIVER_SCENARIOS
+)
+
 # The scaling pass reruns these on one and on two worker processes (hello: the transport's own
 # scaling, the reference for the others).
 SCALING_SCENARIOS = (
@@ -179,6 +207,10 @@ SCALING_SCENARIOS = (
     "ingest_batch1000",
     "events_read",
 )
+
+# ... and these beside them: how far SQLite's one writer at a time lets writes scale, on the bare
+# driver (floors, not targets).
+SCALING_FLOORS = ("bare_ingest_batch100", "bare_ingest_batch1000")
 
 # The stored pass runs these on a database pre-filled with --stored events and on an empty one.
 STORED_SCENARIOS = ("ingest_single", "ingest_batch100")
@@ -206,14 +238,18 @@ def installed_plugins() -> set[str]:
     return found
 
 
-def select(names: list[str] | None, installed: set[str]) -> tuple[list[Scenario], list[tuple]]:
+def select(
+    names: list[str] | None, installed: set[str], sqlite: bool = True
+) -> tuple[list[Scenario], list[tuple]]:
     """The scenarios to run and, for the others, why they are skipped."""
     chosen, skipped = [], []
     for scenario in SCENARIOS:
         if names and scenario.name not in names and scenario.name != "hello":
             continue
         missing = [p for p in scenario.requires if p not in installed]
-        if missing:
+        if scenario.server == BARE_DRIVER_SERVER and not sqlite:
+            skipped.append((scenario, "the bare-driver app speaks sqlite3 only (--database-url)"))
+        elif missing:
             skipped.append(
                 (
                     scenario,

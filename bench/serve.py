@@ -1,5 +1,5 @@
-"""One benchmark server: ``python -m bench.serve (hello | <ini>) --server S --threads N
---workers W --ready F``.
+"""One benchmark server: ``python -m bench.serve (hello | pyramid | bare:<db> | <ini>) --server S
+--threads N --workers W --ready F``.
 
 Serves the app on 127.0.0.1 with one of the servers SensorHub may run in production, writes the
 port to the ready file once the app is built and the port accepts connections, then serves until
@@ -38,7 +38,8 @@ import time
 
 SERVERS = ("waitress", "gunicorn", "granian")
 HOST = "127.0.0.1"
-APP_ENV = "BENCH_APP"  # what bench.wsgi_app builds: 'hello', 'pyramid' or an ini path
+APP_ENV = "BENCH_APP"  # what bench.wsgi_app builds: 'hello', 'pyramid', 'bare:<db>' or an ini
+BARE_DRIVER = "bare:"  # then the path of a SensorHub SQLite database (bench/bare_driver.py)
 START_TIMEOUT = 60.0  # seconds for granian to accept connections
 STOP_TIMEOUT = 10  # seconds gunicorn/granian give their workers to finish on SIGTERM
 
@@ -52,6 +53,10 @@ def build_app(target: str):
         from .hello import pyramid_app
 
         return pyramid_app()
+    if target.startswith(BARE_DRIVER):
+        from .bare_driver import make_app
+
+        return make_app(target.removeprefix(BARE_DRIVER))
     from pyramid.paster import get_app, setup_logging
 
     setup_logging(target)
@@ -61,7 +66,9 @@ def build_app(target: str):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument(
-        "target", help="'hello', 'pyramid' (bench/hello.py) or the path of a SensorHub ini file"
+        "target",
+        help="'hello', 'pyramid' (bench/hello.py), 'bare:<SQLite file>' (bench/bare_driver.py) "
+        "or the path of a SensorHub ini file",
     )
     parser.add_argument(
         "--server", choices=SERVERS, default="waitress", help="the HTTP server (waitress)"

@@ -24,6 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from .serve import BARE_DRIVER
+
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
 
 
@@ -65,7 +69,7 @@ class Server:
     database_url: str | None = None
     workers: int = 1
     http_server: str = "waitress"  # bench.serve --server: waitress, gunicorn or granian
-    app: str = "hello"  # when plugins is None: bench.serve's 'hello' or 'pyramid'
+    app: str = "hello"  # when plugins is None: bench.serve's 'hello', 'pyramid' or 'bare'
     port: int = 0
     process: subprocess.Popen | None = None
     sensors: list[Sensor] = field(default_factory=list)
@@ -83,7 +87,10 @@ class Server:
 
     def describe(self) -> str:
         if self.plugins is None:
-            return {"pyramid": "bare Pyramid app"}.get(self.app, "bare WSGI hello app")
+            return {
+                "pyramid": "bare Pyramid app",
+                "bare": "framework-less app on the bare sqlite3 driver",
+            }.get(self.app, "bare WSGI hello app")
         return "sensorhub plugins: " + (" ".join(self.plugins) or "(none)")
 
     def describe_server(self) -> str:
@@ -101,7 +108,12 @@ class Server:
             raise
 
     def _start(self, timeout: float) -> None:
-        target = self.app if self.plugins is None else str(self._write_ini())
+        if self.plugins is not None:
+            target = str(self._write_ini())
+        elif self.app == "bare":
+            target = BARE_DRIVER + str(make_url(self.database).database)
+        else:
+            target = self.app
         if self.plugins is not None:
             self._migrate()
         ready = self.workdir / f"{self.name}.port"
@@ -217,12 +229,17 @@ class Server:
             environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         return environ
 
+    @property
+    def database(self) -> str:
+        """The URL of the database this server serves: --database-url, another server's (the
+        bare-driver app's), or a SQLite file of its own in the run's temp directory."""
+        return self.database_url or f"sqlite:///{self.workdir / (self.name + '.sqlite')}"
+
     def settings(self) -> dict[str, str]:
         assert self.plugins is not None
         settings = {
             "sensorhub.plugins": " ".join(self.plugins),
-            "sensorhub.database.url": self.database_url
-            or f"sqlite:///{self.workdir / (self.name + '.sqlite')}",
+            "sensorhub.database.url": self.database,
             "sensorhub.threads": str(self.threads),
             "sensorhub.workers": str(self.workers),
             # The bench's few sensors post far faster than the per-sensor limit allows.

@@ -141,6 +141,46 @@ def test_the_framework_and_logging_floors_are_measured_beside_api_root(tmp_path)
     assert "sensorhub plugins: bench.fast_path_logging metrics auth ingest" in result.stdout
 
 
+def test_each_endpoint_has_a_floor_from_the_same_work_on_the_bare_driver(tmp_path):
+    """The framework-less bare-driver app runs each endpoint's storage work on the main server's
+    database and sensors: its writes are checked like SensorHub's (nothing lost or extra, the
+    sensors' counters equal to the rows), and each endpoint gets a floor: api_root plus that
+    work, against the endpoint's target."""
+    bare = "bare_sensor_self,bare_events_read,bare_ingest_batch100"
+    floor_run = [*LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1], f"api_root,{bare}"]
+    result = run_module(*floor_run, "--skip", "scaling", "--results-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "framework-less app on the bare sqlite3 driver" in result.stdout
+    assert "sensorhub plugins: logging metrics auth ingest" in result.stdout  # its database
+    assert target_row(result.stdout, "no errors").endswith("PASS")
+    assert "every check passed (1 ingest scenarios)" in target_row(result.stdout, "no lost")
+    floors = result.stdout.split("floors measured in the same run:", 1)[1]
+    for name, unit in (
+        ("sensor_self", "x"),
+        ("events_read", "x"),
+        ("ingest_batch100", " events/s"),
+    ):
+        row = next(line for line in floors.splitlines() if f"{name}: api_root + bare" in line)
+        figure = row.split("bare driver", 1)[1].split("the same storage work")[0].strip()
+        assert figure.endswith(unit) and float(figure.removesuffix(unit).replace(",", "")) > 0
+        assert "above this floor, out of reach" in row or "the gap is SensorHub's own work" in row
+
+
+def test_the_bare_driver_scenarios_are_skipped_on_another_database(tmp_path):
+    result = run_module(
+        *LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1],
+        "bare_sensor_self",
+        "--database-url",
+        "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        "--skip",
+        "main,scaling",
+        "--results-dir",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "skip bare_sensor_self: the bare-driver app speaks sqlite3 only" in result.stdout
+
+
 def test_waitress_is_refused_more_than_one_process(tmp_path):
     result = run_module(
         *LOAD_RUN, "--server", "waitress", "--workers", "2", "--results-dir", str(tmp_path)

@@ -1,0 +1,165 @@
+"""The storage floor: SensorHub's sensor API done by a framework-less WSGI app on the bare
+``sqlite3`` driver and orjson, to measure what the same storage work costs with nothing else.
+
+It serves, on a SensorHub database (its ``auth`` and ``ingest`` tables), the paths the bench's
+scenarios call, each with the least the work needs:
+
+- every request: the bearer token's SHA-256 looked up with its sensor in one statement (no
+  remembered lookups, no generation check, no constant-time compare: fewer driver calls than
+  SensorHub's, never more);
+- ``GET /api/v1/sensor``: that row and the sensor's counters row;
+- ``GET /api/v1/events?limit=N``: the newest ``N`` events, formatted by the API's own
+  ``events_json`` (the same columns in the same order);
+- ``POST /api/v1/events`` (one event or an array): the body parsed, nothing validated, one
+  multi-row ``INSERT OR IGNORE`` (SQLite's fastest way in: no per-row driver call) and the
+  counters' upsert, in a transaction of its own committed with ``synchronous=OFF``: no fsync
+  is waited for. For a batch the rows are the work; a single event costs more here than in
+  SensorHub, whose group commit shares one transaction between requests.
+
+``make bench`` adds SensorHub's framework path (``api_root``) to these costs to say how far the
+endpoints could go if SensorHub's own work cost nothing above the driver
+(:func:`bench.report.floors`). Not an app to deploy: it answers no errors beyond 401 and 404,
+and checks nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from urllib.parse import parse_qs
+
+import orjson
+
+from plugins.ingest.views import events_json
+from sensorhub.timestamps import format_timestamp, parse_timestamp
+
+_SENSOR_OF_DIGEST = (
+    "SELECT s.id, s.name, s.disabled FROM sensor_tokens t JOIN sensors s ON s.id = t.sensor_id "
+    "WHERE t.token_hash = ? AND t.revoked_at IS NULL AND NOT s.disabled"
+)
+_COUNTERS = (
+    "SELECT event_count, duplicate_count, rejected_count, last_event_at "
+    "FROM ingest_sensor_stats WHERE sensor_id = ?"
+)
+_PAGE = (
+    "SELECT id, event_id, type, value, unit, ts, received_at, data FROM ingest_events "
+    "WHERE sensor_id = ? ORDER BY ts DESC, id DESC LIMIT ?"
+)
+_INSERT = (
+    "INSERT OR IGNORE INTO ingest_events "
+    "(sensor_id, event_id, type, value, unit, ts, received_at, data) VALUES "
+)
+_COUNT = (
+    "INSERT INTO ingest_sensor_stats "
+    "(sensor_id, event_count, duplicate_count, rejected_count, last_event_at) "
+    "VALUES (?, ?, ?, 0, ?) ON CONFLICT (sensor_id) DO UPDATE SET "
+    "event_count = event_count + excluded.event_count, "
+    "duplicate_count = duplicate_count + excluded.duplicate_count, "
+    "last_event_at = max(coalesce(last_event_at, excluded.last_event_at), "
+    "excluded.last_event_at)"
+)
+_ROWS_PER_STATEMENT = 500  # 8 placeholders a row, under SQLite's 32,766
+
+
+def make_app(path: str):
+    local = threading.local()
+    writing = threading.Lock()  # SQLite takes one writer at a time; queue here, not in busy waits
+    statements: dict[int, str] = {}
+
+    def connection() -> sqlite3.Connection:
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA synchronous = OFF")
+        return db
+
+    def insert(db: sqlite3.Connection, rows: list[tuple]) -> int:
+        stored = 0
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            sql = statements.get(len(chunk))
+            if sql is None:
+                sql = statements[len(chunk)] = _INSERT + ",".join(
+                    ["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)
+                )
+            stored += db.execute(sql, [value for row in chunk for value in row]).rowcount
+        return stored
+
+    def post_events(db, sensor_id: str, environ) -> tuple[str, object]:
+        body = orjson.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+        items = body if isinstance(body, list) else [body]
+        now = time.time_ns() // 1000
+        rows = [
+            (
+                sensor_id,
+                item.get("eventId"),
+                item["type"],
+                item.get("value"),
+                item.get("unit"),
+                parse_timestamp(item["ts"]),
+                now,
+                orjson.dumps(item["data"]).decode() if item.get("data") is not None else None,
+            )
+            for item in items
+        ]
+        with writing:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = insert(db, rows)
+                newest = max(row[5] for row in rows)
+                db.execute(_COUNT, (sensor_id, stored, len(rows) - stored, newest))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return "201 Created", {"accepted": stored, "duplicates": len(rows) - stored}
+
+    def sensor(db, sensor_row) -> dict:
+        counters = db.execute(_COUNTERS, (sensor_row[0],)).fetchone() or (0, 0, 0, None)
+        return {
+            "id": sensor_row[0],
+            "name": sensor_row[1],
+            "disabled": bool(sensor_row[2]),
+            "eventCount": counters[0],
+            "duplicateCount": counters[1],
+            "rejectedCount": counters[2],
+            "lastEventAt": format_timestamp(counters[3]) if counters[3] is not None else None,
+        }
+
+    def events(db, sensor_id: str, environ) -> dict:
+        limit = int(parse_qs(environ.get("QUERY_STRING", "")).get("limit", ["100"])[0])
+        rows = db.execute(_PAGE, (sensor_id, limit + 1)).fetchall()
+        page = events_json(rows[:limit])  # the API's own formatting of the same columns
+        last = rows[limit - 1] if len(rows) > limit else None
+        return {"events": page, "nextCursor": f"{last[5]}.{last[0]}" if last else None}
+
+    def app(environ, start_response):
+        path_info, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+        if path_info == "/":  # the bench's health check
+            return _answer(start_response, "200 OK", {"status": "ok"})
+        db = connection()
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        digest = hashlib.sha256(authorization.removeprefix("Bearer ").encode()).digest()
+        sensor_row = db.execute(_SENSOR_OF_DIGEST, (digest,)).fetchone()
+        if sensor_row is None:
+            return _answer(start_response, "401 Unauthorized", {"title": "no such token"})
+        if path_info == "/api/v1/sensor" and method == "GET":
+            return _answer(start_response, "200 OK", sensor(db, sensor_row))
+        if path_info == "/api/v1/events" and method == "GET":
+            return _answer(start_response, "200 OK", events(db, sensor_row[0], environ))
+        if path_info == "/api/v1/events" and method == "POST":
+            return _answer(start_response, *post_events(db, sensor_row[0], environ))
+        return _answer(start_response, "404 Not Found", {"title": f"no {method} {path_info}"})
+
+    return app
+
+
+def _answer(start_response, status: str, document) -> list[bytes]:
+    body = orjson.dumps(document)
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
