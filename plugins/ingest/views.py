@@ -34,7 +34,7 @@ from .storage import (
     decode_cursor,
     encode_cursor,
     read_counters,
-    select_events,
+    read_events,
 )
 from .store import EventStore, StoreUnavailable
 
@@ -172,16 +172,15 @@ def _events_response(request, sensor_id: str):
             content_type=NDJSON,
             charset=None,
         )
-    connection = request.dbsession.connection()
-    rows = connection.execute(*select_events(query, limit + 1)).all()
+    rows = read_events(request.dbsession.connection(), query, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(query.newest_first, rows[-1].ts, rows[-1].id) if more else None
+    next_cursor = encode_cursor(query.newest_first, rows[-1][5], rows[-1][0]) if more else None
     return {"events": events_json(rows), "nextCursor": next_cursor}
 
 
 def events_json(rows) -> list[dict]:
-    """The API's form of ``select_events``' rows (unpacked by position: a page has hundreds)."""
+    """The API's form of ``read_events``' rows (unpacked by position: a page has hundreds)."""
     timestamp = timestamp_formatter()
     return [
         {
@@ -204,11 +203,11 @@ def _export(engine, query: EventQuery, limit: int | None):
     while limit is None or sent < limit:
         size = EXPORT_PAGE if limit is None else min(EXPORT_PAGE, limit - sent)
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            rows = connection.execute(*select_events(query, size)).all()
+            rows = read_events(connection, query, size)
         if rows:
             yield b"".join(orjson.dumps(event) + b"\n" for event in events_json(rows))
             sent += len(rows)
-            query = dataclasses.replace(query, after=(rows[-1].ts, rows[-1].id))
+            query = dataclasses.replace(query, after=(rows[-1][5], rows[-1][0]))
         if len(rows) < size:
             return
 

@@ -7,6 +7,9 @@ concurrency are in test_ingest_commit.py.
 """
 
 import gzip
+import math
+import random
+import struct
 import time
 
 import orjson
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from plugins.ingest.models import events_table
-from tests.conftest import doomed_environ
+from tests.conftest import doomed_environ, recording_statements
 from tests.plugins.test_ingest_support import ADMIN, AUTH_SETTINGS, new_sensor, post_events
 
 SETTINGS = {**AUTH_SETTINGS, "sensorhub.ingest.group_commit": "false"}
@@ -420,6 +423,42 @@ def test_oldest_first_and_filters(testapp, sensor):
     assert [e["value"] for e in events] == [4.0, 6.0, 8.0, 10.0, 12.0]
     assert {e["type"] for e in events} == {"a"}
     assert events[0]["eventId"] == "s-4" and events[0]["ts"].endswith("Z")
+
+
+def test_every_value_reads_back_as_the_exact_number_that_was_sent(testapp, sensor):
+    """Doubles from every corner (random bit patterns, the largest, subnormals) and integers come
+    back as the same numbers, however the database hands the page over."""
+    _, headers = sensor
+    bits = random.Random(14)
+    sent = [
+        value
+        for value in (struct.unpack("<d", bits.randbytes(8))[0] for _ in range(600))
+        if math.isfinite(value)
+    ][:400]
+    sent += [0.0, -0.0, 5e-324, -2.2250738585072014e-308, 1.7976931348623157e308, 0.1 + 0.2]
+    sent += [21, -(2**53) + 1, 10**18, None]
+    ts = int(time.time() * 1000) - len(sent)
+    events = [
+        {"type": "t", "value": value, "ts": ts + i, "eventId": f"v{i}"}
+        for i, value in enumerate(sent)
+    ]
+    assert post_events(testapp, headers, events).json["accepted"] == len(sent)
+    page = testapp.get("/api/v1/events", {"limit": 1000, "order": "oldest"}, headers=headers)
+    read = [event["value"] for event in orjson.loads(page.body)["events"]]
+    assert read == sent  # -0.0 equals 0.0: SQLite stores a REAL zero without its sign
+
+
+def test_on_sqlite_a_page_of_events_comes_from_the_database_as_one_value(testapp, sensor, dbengine):
+    """The sqlite3 driver gives up the GIL for every row it steps through: a page comes back
+    as one JSON value, not one row per event (docs/benchmarks.md)."""
+    _, headers = sensor
+    post_series(testapp, headers, 30)
+    with recording_statements(dbengine) as statements:
+        page = testapp.get("/api/v1/events", {"limit": 20}, headers=headers).json
+    assert [e["value"] for e in page["events"]] == [float(v) for v in range(29, 9, -1)]
+    reads = [s for s in statements if "ingest_events" in s]
+    assert len(reads) == 1
+    assert ("json_group_array" in reads[0]) == (dbengine.dialect.name == "sqlite")
 
 
 def test_events_that_share_a_timestamp_are_each_returned_once(testapp, sensor):
