@@ -81,7 +81,7 @@ release: install ## build dist/releases/sensorhub-<version>.tar.gz: wheel, wheel
 deploy-test: install debian-packages ## the deployment story for real: releases, Ansible, nginx, PostgreSQL, rollback
 	SENSORHUB_DEPLOY_TEST=1 .ci/with-postgresql $(BIN)/pytest -p no:xdist -s -m deploy tests/deploy $(PYTEST_ARGS)
 
-bench: install ## issue 14's targets on 127.0.0.1, PASS/FAIL, one run: 1 process, then 2 vs 1 (~10 min)
+bench: install ## issue 14's targets on 127.0.0.1, PASS/FAIL, and their floors: 1 process, then 2 vs 1 (~13 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The stored pass alone: the main and scaling passes are `make bench`'s; the fill is kept.
