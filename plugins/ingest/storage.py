@@ -539,10 +539,10 @@ def read_events(connection, query: EventQuery, limit: int) -> list:
 
     On SQLite the database hands the page over as one JSON array: the driver gives up the GIL
     for every row it steps through, and under load each of those hand-offs between the
-    server's threads costs more than the row (a page of 100 took ~260 context switches, 35 as
-    one value; docs/benchmarks.md). The array is parsed by orjson, and SQLite promises no
-    order within an aggregate, so the rows are put in the query's order here. PostgreSQL's
-    driver takes a result whole, so its rows are fetched as they are.
+    server's threads costs more than the row (what it bought: docs/benchmarks.md). The array
+    is parsed by orjson, and SQLite promises no order within an aggregate, so the rows are put
+    in the query's order here. PostgreSQL's driver takes a result whole, so its rows are
+    fetched as they are.
     """
     parameters, shape = _page(query, limit)
     if connection.dialect.name != "sqlite":
