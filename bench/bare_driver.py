@@ -9,7 +9,7 @@ scenarios call, each with the least the work needs:
   SensorHub's, never more);
 - ``GET /api/v1/sensor``: that row and the sensor's counters row;
 - ``GET /api/v1/events?limit=N``: the newest ``N`` events as one JSON value from SQLite (as
-  SensorHub reads them), formatted by the API's own ``events_json``;
+  SensorHub reads them), formatted by the API's own ``events_json`` with its cursor;
 - ``POST /api/v1/events`` (one event or an array): the body parsed, nothing validated, one
   multi-row ``INSERT OR IGNORE`` (SQLite's fastest way in: no per-row driver call) and the
   counters' upsert, in a transaction of its own committed with ``synchronous=OFF``: no fsync
@@ -25,7 +25,6 @@ and checks nothing.
 from __future__ import annotations
 
 import hashlib
-import operator
 import sqlite3
 import threading
 import time
@@ -33,6 +32,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from plugins.ingest.storage import encode_cursor, row_position
 from plugins.ingest.views import events_json
 from sensorhub.timestamps import format_timestamp, parse_timestamp
 
@@ -51,7 +51,7 @@ _PAGE = (
     "json(iif(value IS NULL, 'null', printf('%!.17e', value))), unit, ts, received_at, data)) "
     "FROM (SELECT * FROM ingest_events WHERE sensor_id = ? ORDER BY ts DESC, id DESC LIMIT ?)"
 )
-_POSITION = operator.itemgetter(5, 0)
+
 _INSERT = (
     "INSERT OR IGNORE INTO ingest_events "
     "(sensor_id, event_id, type, value, unit, ts, received_at, data) VALUES "
@@ -137,10 +137,11 @@ def make_app(path: str):
     def events(db, sensor_id: str, environ) -> dict:
         limit = int(parse_qs(environ.get("QUERY_STRING", "")).get("limit", ["100"])[0])
         rows = orjson.loads(db.execute(_PAGE, (sensor_id, limit + 1)).fetchone()[0])
-        rows.sort(key=_POSITION, reverse=True)
+        rows.sort(key=row_position, reverse=True)
         page = events_json(rows[:limit])  # the API's own formatting of the same columns
         last = rows[limit - 1] if len(rows) > limit else None
-        return {"events": page, "nextCursor": f"{last[5]}.{last[0]}" if last else None}
+        cursor = encode_cursor(True, *row_position(last)) if last else None
+        return {"events": page, "nextCursor": cursor}
 
     def app(environ, start_response):
         path_info, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]

@@ -548,11 +548,13 @@ def read_events(connection, query: EventQuery, limit: int) -> list:
     if connection.dialect.name != "sqlite":
         return connection.execute(_events_statement(*shape), parameters).all()
     rows = orjson.loads(connection.execute(_events_as_json(*shape), parameters).scalar_one())
-    rows.sort(key=_POSITION, reverse=query.newest_first)
+    rows.sort(key=row_position, reverse=query.newest_first)
     return rows
 
 
-_POSITION = operator.itemgetter(5, 0)  # (ts, id): the keyset order of a page
+# A row's (ts, id): its place in a page's keyset order, what a cursor and ``EventQuery.after``
+# carry.
+row_position = operator.itemgetter(5, 0)
 
 
 def _page(query: EventQuery, limit: int) -> tuple[dict, tuple]:
@@ -620,12 +622,12 @@ def _events_as_json(*shape: bool):
     written with 18 significant digits (``%!.17e``: SQLite's printf, whose shorter forms and
     ``quote()`` do not give every double back exactly), which orjson reads back as the same
     double."""
-    page = _events_statement(*shape).subquery()
+    row = _events_statement(*shape).subquery().c
     value = func.json(
-        case((page.c.value.is_(None), literal("null")), else_=func.printf("%!.17e", page.c.value))
+        case((row.value.is_(None), literal("null")), else_=func.printf("%!.17e", row.value))
     )
-    columns = (page.c.id, page.c.event_id, page.c.type, value, page.c.unit, page.c.ts)
-    return select(func.json_group_array(func.json_array(*columns, page.c.received_at, page.c.data)))
+    columns = (row.id, row.event_id, row.type, value, row.unit, row.ts, row.received_at, row.data)
+    return select(func.json_group_array(func.json_array(*columns)))
 
 
 def encode_cursor(newest_first: bool, ts: int, row_id: int) -> str:

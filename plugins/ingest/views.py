@@ -35,6 +35,7 @@ from .storage import (
     encode_cursor,
     read_counters,
     read_events,
+    row_position,
 )
 from .store import EventStore, StoreUnavailable
 
@@ -175,7 +176,7 @@ def _events_response(request, sensor_id: str):
     rows = read_events(request.dbsession.connection(), query, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(query.newest_first, rows[-1][5], rows[-1][0]) if more else None
+    next_cursor = encode_cursor(query.newest_first, *row_position(rows[-1])) if more else None
     return {"events": events_json(rows), "nextCursor": next_cursor}
 
 
@@ -207,7 +208,7 @@ def _export(engine, query: EventQuery, limit: int | None):
         if rows:
             yield b"".join(orjson.dumps(event) + b"\n" for event in events_json(rows))
             sent += len(rows)
-            query = dataclasses.replace(query, after=(rows[-1][5], rows[-1][0]))
+            query = dataclasses.replace(query, after=row_position(rows[-1]))
         if len(rows) < size:
             return
 
