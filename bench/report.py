@@ -340,11 +340,7 @@ def floors(main: dict[str, dict], scaling: dict | None, memory: dict | None) -> 
             measured,
             f"the same storage work framework-less on sqlite3 ({of_bare}, bench/bare_driver.py) "
             f"on top of api_root's cost: the target ({target:,g} {unit}) is "
-            + (
-                "above this floor, out of reach unless the work costs less than on the bare driver"
-                if floor < target
-                else "within it: the gap is SensorHub's own work"
-            ),
+            + _reach(floor, target, "unless the work costs less than on the bare driver"),
         )
     start = memory and memory.get("start")
     if start:
@@ -378,14 +374,16 @@ def floors(main: dict[str, dict], scaling: dict | None, memory: dict | None) -> 
             f"{gain:.2f}x",
             "the bare driver's batches from 2 processes into one SQLite file, which takes one "
             f"writer at a time: the {TWO_WORKERS_VS_ONE:g}x target for "
-            f"{name.removeprefix('bare_')} is "
-            + (
-                "above this floor, out of reach on SQLite"
-                if gain < TWO_WORKERS_VS_ONE
-                else "within it: the gap is SensorHub's own work"
-            ),
+            f"{name.removeprefix('bare_')} is " + _reach(gain, TWO_WORKERS_VS_ONE, "on SQLite"),
         )
     return rows
+
+
+def _reach(floor: float, target: float, unless: str) -> str:
+    """Whether a target the figure must reach is above what its floor allows."""
+    if floor < target:
+        return f"above this floor, out of reach {unless}"
+    return "within it: the gap is SensorHub's own work"
 
 
 def _fmt(value, spec: str, blank: str = "-") -> str:
