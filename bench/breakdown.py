@@ -396,10 +396,11 @@ def budget_pieces(bench: Bench, number: int, repeats: int) -> dict[str, float]:
 def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, write, rows) -> None:
     """How a request's session and auth's reads decompose, and bigger writes."""
     import transaction
+    from pyramid.request import Request
 
     from plugins.auth.security import _TOKEN_LOOKUP
     from plugins.auth.service import _SENSOR_PROFILE
-    from plugins.ingest.storage import _READ_COUNTERS, WriteJob, insert_all_new
+    from plugins.ingest.storage import _READ_COUNTERS, COUNTERS_READ, WriteJob, insert_all_new
     from sensorhub.db import get_tm_session
 
     registry = bench.app.registry
@@ -420,11 +421,19 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
                 connection = session.connection()
             if depth >= 2:
                 connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
-                connection.execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
+                connection.execute(_SENSOR_PROFILE.statement, {"key": sensor_id}).one_or_none()
                 connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
             manager.abort()
 
         return run
+
+    outside_a_transaction = Request.blank("/")
+    outside_a_transaction.registry = registry
+
+    def driver_reads() -> None:
+        """How GET /api/v1/sensor reads them now: on the driver, no session begun."""
+        _SENSOR_PROFILE.first(outside_a_transaction, key=sensor_id)
+        COUNTERS_READ.first(outside_a_transaction, key=sensor_id)
 
     timed = [
         # The framework's own floor under GET /api/v1/: what "routing + tweens" adds to it is
@@ -432,11 +441,12 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         ("bare Pyramid: one route, one JSON view, no tweens", call(pyramid_app(), "GET", "/")),
         ("transaction manager + session + zope.sqlalchemy", in_a_session(0)),
         ("  ... + 3 one-row Core SELECTs (GET /sensor's)", in_a_session(2)),
+        ("GET /sensor's profile + counters as DriverReads", driver_reads),
     ]
     if engine.dialect.name == "sqlite":  # qmark SQL as compiled runs as is on sqlite3
         token_sql, profile_sql, counters_sql = (
             str(statement.compile(engine))
-            for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE, _READ_COUNTERS)
+            for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE.statement, _READ_COUNTERS)
         )
         raw = engine.raw_connection()
 

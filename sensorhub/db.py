@@ -44,7 +44,7 @@ to a doomed transaction manager, so every test rolls back).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ import transaction
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import Setting, StartupError, as_choice, as_database_url, as_duration, as_int
@@ -293,6 +294,115 @@ def session_in_transaction(request: Request) -> Session | None:
     read that may go elsewhere when the request has not begun one (that costs more than it)."""
     dbsession = request.__dict__.get("dbsession") or request.environ.get(DBSESSION_ENVIRON_KEY)
     return dbsession if dbsession is not None and dbsession.in_transaction() else None
+
+
+# A DriverRead compiled for one engine: its SQL, its arguments from named parameters, and the
+# (column index, result processor) of the columns that have one.
+_CompiledRead = tuple[str, Callable[[dict[str, Any]], Any], tuple[Any, ...]]
+
+
+class DriverRead:
+    """A Core SELECT that runs on the database driver's own cursor: for reads on a hot request
+    path (authentication's credential generation, ``GET /api/v1/sensor``'s profile and
+    counters).
+
+    Through SQLAlchemy a one-row statement costs ~70 µs in process here, on the driver ~7 µs;
+    under load the gap widens (docs/benchmarks.md: ``GET /api/v1/sensor`` went from 0.38x to
+    0.5x ``api_root`` when its reads came here). Kept from SQLAlchemy: the statement, compiled
+    once per engine with its parameters' order, and its columns' result processing, so a
+    timestamp is a ``datetime`` and a JSON column a value on every dialect. Not kept: bind
+    processing and expanding ``IN`` parameters (pass values a driver takes as they are: str,
+    int, float, bytes, None). Driver errors are raised as SQLAlchemy's, so a database that is
+    down is answered 503 like anywhere else.
+
+    Where it runs: in the request's session when that is already in a transaction (the read
+    then sees what the request wrote, and on SQLite does not wait for the write lock the
+    request holds); otherwise on a pooled connection of its own, returned at once (SQLite:
+    autocommit, a read that takes no lock; PostgreSQL: the pool's return rolls back). Beginning
+    the request's session for a read costs more than the read (``make bench-breakdown``).
+    """
+
+    def __init__(self, statement: Any) -> None:  # a Select; its bound parameters by name
+        self.statement = statement
+        self._compiled: dict[Engine, _CompiledRead] = {}
+
+    def all(self, request: Request, **parameters: Any) -> list[tuple[Any, ...]]:
+        """The rows, each a tuple in the statement's column order."""
+        engine = request.registry["dbengine"]
+        compiled = self._compiled.get(engine) or self._compile(engine)
+        sql, arguments_of, processors = compiled
+        arguments = arguments_of(parameters)
+        dbsession = session_in_transaction(request)
+        if dbsession is not None:  # already paid for: one more statement in it
+            rows: Sequence[Any] = dbsession.connection().exec_driver_sql(sql, arguments).all()
+        else:
+            driver_error = engine.dialect.loaded_dbapi.Error
+            try:
+                rows = _fetch_pooled(engine, sql, arguments)
+            except driver_error as error:
+                raise DBAPIError.instance(sql, arguments, error, driver_error) from error
+        if not processors:
+            return [tuple(row) for row in rows]
+        processed: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for index, process in processors:
+                values[index] = process(values[index])
+            processed.append(tuple(values))
+        return processed
+
+    def first(self, request: Request, **parameters: Any) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        rows = self.all(request, **parameters)
+        return rows[0] if rows else None
+
+    def _compile(self, engine: Engine) -> _CompiledRead:
+        dialect = engine.dialect
+        compiled = self.statement.compile(dialect=dialect)
+        if any(bind.expanding for bind in compiled.binds.values()):
+            raise ValueError("DriverRead: expanding IN parameters need SQLAlchemy's execution")
+        # What SQLAlchemy's construct_params does per call, worked out once: the values of the
+        # literals the statement binds, which the caller's parameters complete (a parameter
+        # left out is a KeyError naming it, not a NULL).
+        every = compiled.construct_params(_check=False)
+        bound = {name: value for name, value in every.items() if not compiled.binds[name].required}
+        positions = compiled.positiontup
+        names = list(every) if positions is None else positions
+
+        def arguments_of(parameters: dict[str, Any]) -> Any:
+            values = {**bound, **parameters}
+            ordered = [values[name] for name in names]
+            return dict(zip(names, ordered, strict=True)) if positions is None else tuple(ordered)
+
+        processors = tuple(
+            (index, process)
+            for index, column in enumerate(self.statement.selected_columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+            is not None
+        )
+        self._compiled[engine] = compiled_read = (compiled.string, arguments_of, processors)
+        return compiled_read
+
+
+def _fetch(connection: Any, sql: str, arguments: Any) -> list[Any]:  # a DBAPI connection
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, arguments)
+        rows: list[Any] = cursor.fetchall()  # to the end: SQLite ends the read only then
+    finally:
+        cursor.close()
+    return rows
+
+
+def _fetch_pooled(engine: Engine, sql: str, arguments: Any) -> list[Any]:
+    connection = engine.raw_connection()
+    try:
+        return _fetch(connection, sql, arguments)
+    except engine.dialect.loaded_dbapi.Error:
+        connection.invalidate()  # whatever broke it is not handed to the next request
+        raise
+    finally:
+        connection.close()  # back to the pool, which rolls back what PostgreSQL began
 
 
 def _request_dbsession(request: Request) -> Session:

@@ -1,8 +1,10 @@
 """Sensor and token operations shared by the HTTP API and ``sensorhub-admin sensor``.
 
 Functions take a session joined to the caller's transaction and never commit: the request (or
-the admin command's ``with request.tm``) decides. The raw token exists only in the return value
-of :func:`create_sensor` / :func:`issue_token`; only its hash and a short hint are stored.
+the admin command's ``with request.tm``) decides; :func:`sensor_profile`, on every sensor's
+``GET /api/v1/sensor``, takes the request and reads on the driver. The raw token exists only in
+the return value of :func:`create_sensor` / :func:`issue_token`; only its hash and a short hint
+are stored.
 A bad value raises :class:`sensorhub.errors.FieldError`, which the API answers with a 422.
 """
 
@@ -14,6 +16,7 @@ from datetime import datetime
 import orjson
 from sqlalchemy import bindparam, func, select
 
+from sensorhub.db import DriverRead
 from sensorhub.errors import FieldError
 from sensorhub.models import Sensor
 from sensorhub.timestamps import utcnow
@@ -97,15 +100,18 @@ def get_sensor(dbsession, sensor_id: str) -> Sensor | None:
     return dbsession.get(Sensor, sensor_id)
 
 
-_SENSOR_PROFILE = select(
-    Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at, Sensor.meta.label("meta")
-).where(Sensor.id == bindparam("key"))
+_SENSOR_PROFILE = DriverRead(
+    select(
+        Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at, Sensor.meta.label("meta")
+    ).where(Sensor.id == bindparam("key"))
+)
 
 
-def sensor_profile(dbsession, sensor_id: str):
-    """What a sensor may read about itself, as a row; a Core query built once, because it runs
-    on every ``GET /api/v1/sensor``."""
-    return dbsession.connection().execute(_SENSOR_PROFILE, {"key": sensor_id}).one_or_none()
+def sensor_profile(request, sensor_id: str) -> tuple | None:
+    """What a sensor may read about itself: ``(id, name, created_at, last_seen_at, meta)``. It
+    runs on every ``GET /api/v1/sensor``, so on the driver (the core's ``DriverRead``), in the
+    request's transaction only if one has begun."""
+    return _SENSOR_PROFILE.first(request, key=sensor_id)
 
 
 def sensor_tokens(dbsession, sensor_id: str) -> list[SensorToken]:

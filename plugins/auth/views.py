@@ -97,15 +97,18 @@ def own_sensor(request):
     asked = query_of(request, schema.OwnSensorQuery).sensorId
     if asked is not None and asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
-    sensor = service.sensor_profile(request.dbsession, identity.sensor_id)
-    info = sensor_info(request, sensor.id)
+    profile = service.sensor_profile(request, identity.sensor_id)
+    if profile is None:  # deleted since this request authenticated
+        raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
+    sensor_id, name, created_at, last_seen_at, meta = profile
+    info = sensor_info(request, sensor_id)
     info.update(
         {
-            "sensorId": sensor.id,
-            "name": sensor.name,
-            "createdAt": sensor.created_at,
-            "lastSeenAt": sensor.last_seen_at,
-            "metadata": sensor.meta,
+            "sensorId": sensor_id,
+            "name": name,
+            "createdAt": created_at,
+            "lastSeenAt": last_seen_at,
+            "metadata": meta,
             "tokenId": identity.token_id,
         }
     )

@@ -46,6 +46,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from sensorhub.db import DriverRead
+
 from .models import events_table, stats_table
 
 
@@ -511,6 +513,10 @@ _READ_COUNTERS = select(
     stats_table.c.rejected_count,
     stats_table.c.last_event_at,
 ).where(stats_table.c.sensor_id == bindparam("key"))
+
+
+# GET /api/v1/sensor's counters, on every call: read on the driver (the core's DriverRead).
+COUNTERS_READ = DriverRead(_READ_COUNTERS)
 
 
 def read_counters(connection, sensor_id: str) -> dict:

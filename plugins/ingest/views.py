@@ -29,11 +29,11 @@ from .parsing import (
 )
 from .schema import EventsQuery
 from .storage import (
+    COUNTERS_READ,
     EventQuery,
     WriteJob,
     decode_cursor,
     encode_cursor,
-    read_counters,
     read_events,
     row_position,
 )
@@ -256,11 +256,11 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
 
 
 def sensor_counters(request, sensor_id: str) -> dict:
-    counters = read_counters(request.dbsession.connection(), sensor_id)
-    last = counters["last_event_at"]
+    counters = COUNTERS_READ.first(request, key=sensor_id)
+    event_count, duplicate_count, rejected_count, last = counters or (0, 0, 0, None)
     return {
-        "eventCount": counters["event_count"],
-        "duplicateCount": counters["duplicate_count"],
-        "rejectedCount": counters["rejected_count"],
+        "eventCount": event_count,
+        "duplicateCount": duplicate_count,
+        "rejectedCount": rejected_count,
         "lastEventAt": format_timestamp(last) if last is not None else None,
     }

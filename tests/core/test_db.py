@@ -4,10 +4,14 @@ import threading
 
 import pytest
 import transaction
-from sqlalchemy import func, select, text
+from pyramid.request import Request
+from sqlalchemy import bindparam, column, func, select, table, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
+from sensorhub.db import DBSESSION_ENVIRON_KEY, DriverRead
 from sensorhub.models import Sensor
-from tests.conftest import recording_statements
+from tests.conftest import empty_all_tables, recording_statements
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +258,73 @@ def test_migrate_applies_the_branches_of_the_plugins_the_ini_lists(tmp_path, cap
     error = capsys.readouterr().err
     assert "ingest_0001" in error and "auth_0001" not in error
     assert "sensorhub.plugins" in error
+
+
+# --- DriverRead: hot reads on the driver's cursor, outside the request's session
+
+
+def request_of(app, dbsession=None):
+    request = Request.blank("/")
+    request.registry = app.registry
+    if dbsession is not None:
+        request.environ[DBSESSION_ENVIRON_KEY] = dbsession  # the test hook, as doomed_environ
+    return request
+
+
+_PROFILE = DriverRead(
+    select(Sensor.id, Sensor.name, Sensor.created_at, Sensor.meta.label("meta")).where(
+        Sensor.id == bindparam("key")
+    )
+)
+
+
+def test_a_driver_read_gives_what_sqlalchemy_gives_without_beginning_a_session(app, dbengine):
+    with Session(dbengine) as session:
+        sensor = Sensor(name="on the driver", meta={"floor": 3, "gain": 2.5, "tags": ["a"]})
+        session.add(sensor)
+        session.commit()
+        key = sensor.id
+    try:
+        request = request_of(app)
+        row = _PROFILE.first(request, key=key)
+        with dbengine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            expected = tuple(connection.execute(_PROFILE.statement, {"key": key}).one())
+        # Typed as SQLAlchemy types them: an aware datetime and a JSON value, on both databases.
+        assert row == expected
+        assert row[2].tzinfo is not None and row[3] == {"floor": 3, "gain": 2.5, "tags": ["a"]}
+        assert _PROFILE.first(request, key="sen_nobody") is None
+        assert "dbsession" not in request.__dict__  # the request's session was never begun
+        assert dbengine.pool.checkedout() == 0  # its pooled connection went back
+    finally:
+        empty_all_tables(dbengine)
+
+
+def test_a_driver_read_in_a_begun_transaction_reads_in_it(app, tm, dbsession):
+    """Once the request's session is in a transaction, the read joins it and sees its writes
+    (elsewhere it would not, nor should it wait for SQLite's write lock the request holds)."""
+    sensor = Sensor(name="not yet committed")
+    dbsession.add(sensor)
+    dbsession.flush()
+    assert _PROFILE.first(request_of(app, dbsession), key=sensor.id)[1] == "not yet committed"
+    assert _PROFILE.first(request_of(app), key=sensor.id) is None
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys_and_its_connection_goes_back(app, dbengine):
+    """As SQLAlchemy's, a driver error reaches the core's error views (a database that is down
+    is a 503), and the connection it broke is not handed to the next request."""
+    missing = DriverRead(select(column("x")).select_from(table("no_such_table")))
+    with pytest.raises(DBAPIError, match="no_such_table"):
+        missing.all(request_of(app))
+    assert dbengine.pool.checkedout() == 0
+
+
+def test_a_driver_read_refuses_expanding_parameters_it_cannot_bind(app):
+    """SQLAlchemy renders an expanding IN anew for each call; a statement compiled once cannot."""
+    some = DriverRead(select(Sensor.id).where(Sensor.id.in_(bindparam("keys", expanding=True))))
+    with pytest.raises(ValueError, match="expanding IN"):
+        some.all(request_of(app), keys=["sen_a", "sen_b"])
+
+
+def test_a_driver_read_names_a_parameter_left_out_instead_of_reading_null(app):
+    with pytest.raises(KeyError, match="key"):
+        _PROFILE.first(request_of(app))
