@@ -553,7 +553,23 @@ def read_events(connection, query: EventQuery, limit: int) -> list:
     parameters, shape = _page(query, limit)
     if connection.dialect.name != "sqlite":
         return connection.execute(_events_statement(*shape), parameters).all()
-    rows = orjson.loads(connection.execute(_events_as_json(*shape), parameters).scalar_one())
+    page = connection.execute(_events_as_json(*shape), _as_json_parameters(parameters))
+    return _in_order(page.scalar_one(), query)
+
+
+def read_page(request, query: EventQuery, limit: int) -> list:
+    """:func:`read_events` for a request's page: on SQLite its one statement runs on the
+    driver (the core's ``DriverRead``), without the request's session or SQLAlchemy's
+    execution, which under load cost more than the page (docs/benchmarks.md)."""
+    if request.registry["dbengine"].dialect.name != "sqlite":
+        return read_events(request.dbsession.connection(), query, limit)
+    parameters, shape = _page(query, limit)
+    [(page,)] = _page_read(*shape).all(request, **_as_json_parameters(parameters))
+    return _in_order(page, query)
+
+
+def _in_order(page: str, query: EventQuery) -> list:
+    rows = orjson.loads(page)
     rows.sort(key=row_position, reverse=query.newest_first)
     return rows
 
@@ -585,12 +601,24 @@ def _page(query: EventQuery, limit: int) -> tuple[dict, tuple]:
 
 
 @functools.cache
-def _events_statement(newest_first: bool, types: bool, since: bool, until: bool, after: bool):
+def _events_statement(
+    newest_first: bool,
+    types: bool,
+    since: bool,
+    until: bool,
+    after: bool,
+    types_as_json: bool = False,
+):
     """One statement per shape of query (at most 32), its values bound at execution: building a
-    select and its cache key costs more than running it on a small page."""
+    select and its cache key costs more than running it on a small page. With
+    ``types_as_json`` (SQLite) the types are one parameter, a JSON array, instead of an
+    expanding ``IN`` that SQLAlchemy renders anew for each call."""
     columns = events_table.c
     conditions = [columns.sensor_id == bindparam("sensor_id")]
-    if types:
+    if types and types_as_json:
+        each = func.json_each(bindparam("types")).table_valued("value")
+        conditions.append(columns.type.in_(select(each.c.value)))
+    elif types:
         conditions.append(columns.type.in_(bindparam("types", expanding=True)))
     if since:
         conditions.append(columns.ts >= bindparam("since"))
@@ -628,12 +656,24 @@ def _events_as_json(*shape: bool):
     written with 18 significant digits (``%!.17e``: SQLite's printf, whose shorter forms and
     ``quote()`` do not give every double back exactly), which orjson reads back as the same
     double."""
-    row = _events_statement(*shape).subquery().c
+    row = _events_statement(*shape, types_as_json=True).subquery().c
     value = func.json(
         case((row.value.is_(None), literal("null")), else_=func.printf("%!.17e", row.value))
     )
     columns = (row.id, row.event_id, row.type, value, row.unit, row.ts, row.received_at, row.data)
     return select(func.json_group_array(func.json_array(*columns)))
+
+
+@functools.cache
+def _page_read(*shape: bool) -> DriverRead:
+    return DriverRead(_events_as_json(*shape))
+
+
+def _as_json_parameters(parameters: dict) -> dict:
+    """The parameters of :func:`_events_as_json`: the types as one JSON array."""
+    if "types" not in parameters:
+        return parameters
+    return {**parameters, "types": orjson.dumps(parameters["types"]).decode()}
 
 
 def encode_cursor(newest_first: bool, ts: int, row_id: int) -> str:

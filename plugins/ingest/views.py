@@ -35,6 +35,7 @@ from .storage import (
     decode_cursor,
     encode_cursor,
     read_events,
+    read_page,
     row_position,
 )
 from .store import EventStore, StoreUnavailable
@@ -173,7 +174,7 @@ def _events_response(request, sensor_id: str):
             content_type=NDJSON,
             charset=None,
         )
-    rows = read_events(request.dbsession.connection(), query, limit + 1)
+    rows = read_page(request, query, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(query.newest_first, *row_position(rows[-1])) if more else None

@@ -425,6 +425,15 @@ def test_oldest_first_and_filters(testapp, sensor):
     assert events[0]["eventId"] == "s-4" and events[0]["ts"].endswith("Z")
 
 
+def test_several_types_filter_a_page_together(testapp, sensor):
+    _, headers = sensor
+    post_series(testapp, headers, 12, types=("a", "b", "c"))
+    events = read_all(testapp, headers, order="oldest", limit=3, type=["a", "c"])
+    assert [(e["type"], e["value"]) for e in events] == [
+        (("a", "b", "c")[v % 3], float(v)) for v in range(12) if v % 3 != 1
+    ]
+
+
 def test_every_value_reads_back_as_the_exact_number_that_was_sent(testapp, sensor):
     """Doubles from every corner (random bit patterns, the largest, subnormals) and integers come
     back as the same numbers, however the database hands the page over."""
