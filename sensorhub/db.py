@@ -304,16 +304,17 @@ _CompiledRead = tuple[str, Callable[[dict[str, Any]], Any], tuple[Any, ...]]
 class DriverRead:
     """A Core SELECT that runs on the database driver's own cursor: for reads on a hot request
     path (authentication's credential generation, ``GET /api/v1/sensor``'s profile and
-    counters).
+    counters, a page of events on SQLite).
 
-    Through SQLAlchemy a one-row statement costs ~70 µs in process here, on the driver ~7 µs;
-    under load the gap widens (docs/benchmarks.md: ``GET /api/v1/sensor`` went from 0.38x to
-    0.5x ``api_root`` when its reads came here). Kept from SQLAlchemy: the statement, compiled
-    once per engine with its parameters' order, and its columns' result processing, so a
-    timestamp is a ``datetime`` and a JSON column a value on every dialect. Not kept: bind
-    processing and expanding ``IN`` parameters (pass values a driver takes as they are: str,
-    int, float, bytes, None). Driver errors are raised as SQLAlchemy's, so a database that is
-    down is answered 503 like anywhere else.
+    Through SQLAlchemy a one-row statement costs several times what it costs on the driver, in
+    process and more so under load, where the request's session costs little beside it (what
+    this bought: docs/benchmarks.md, "reads on the driver"). Kept from SQLAlchemy: the
+    statement, compiled once per engine with its parameters' order, and its columns' result
+    processing, so a timestamp is a ``datetime`` and a JSON column a value on every dialect.
+    Not kept: bind processing and expanding ``IN`` parameters (pass values a driver takes as
+    they are: str, int, float, bytes, None). Driver errors are raised as SQLAlchemy's, with the
+    engine's ``hide_parameters``, so a database that is down is answered 503 like anywhere
+    else and no value is logged.
 
     Where it runs: in the request's session when that is already in a transaction (the read
     then sees what the request wrote, and on SQLite does not wait for the write lock the
@@ -340,7 +341,14 @@ class DriverRead:
             try:
                 rows = _fetch_pooled(engine, sql, arguments)
             except driver_error as error:
-                raise DBAPIError.instance(sql, arguments, error, driver_error) from error
+                raise DBAPIError.instance(
+                    sql,
+                    arguments,
+                    error,
+                    driver_error,
+                    hide_parameters=engine.hide_parameters,  # as the engine's own errors
+                    dialect=engine.dialect,
+                ) from error
         if not processors:
             return [tuple(row) for row in rows]
         processed: list[tuple[Any, ...]] = []
