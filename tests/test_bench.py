@@ -222,3 +222,12 @@ def test_the_breakdown_prints_a_budget_row_for_every_piece_and_compares_runs(tmp
         assert label.startswith("unaccounted") or float(now) > 0, label
     figures = json.loads(after.read_text())
     assert set(figures) >= {*BUDGET_LABELS, *WHOLE_LABELS}
+
+
+def test_a_ratio_next_to_its_threshold_shows_which_side_it_is_on():
+    from bench.report import _ratio
+
+    assert _ratio(0.4958, 0.5) == "0.496x"  # FAIL: "0.50x" would read as a pass
+    assert _ratio(0.5049, 0.5) == "0.505x"
+    assert _ratio(0.5312, 0.6) == "0.53x"
+    assert _ratio(1.7, 1.7) == "1.700x"
