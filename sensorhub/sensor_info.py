@@ -6,7 +6,8 @@ being imported by it::
     config.add_sensor_info(lambda request, sensor_id: {"eventCount": ...})
 
 and the endpoint merges ``sensor_info(request, sensor_id)`` into its answer. Contributors must be
-cheap (they run on every call) and return JSON-ready values with camelCase keys.
+cheap (they run on every call: a read goes through ``sensorhub.db.DriverRead``, which begins no
+session) and return JSON-ready values with camelCase keys.
 """
 
 from __future__ import annotations
