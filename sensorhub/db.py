@@ -337,18 +337,7 @@ class DriverRead:
         if dbsession is not None:  # already paid for: one more statement in it
             rows: Sequence[Any] = dbsession.connection().exec_driver_sql(sql, arguments).all()
         else:
-            driver_error = engine.dialect.loaded_dbapi.Error
-            try:
-                rows = _fetch_pooled(engine, sql, arguments)
-            except driver_error as error:
-                raise DBAPIError.instance(
-                    sql,
-                    arguments,
-                    error,
-                    driver_error,
-                    hide_parameters=engine.hide_parameters,  # as the engine's own errors
-                    dialect=engine.dialect,
-                ) from error
+            rows = _fetch_pooled(engine, sql, arguments)
         if not processors:
             return [tuple(row) for row in rows]
         processed: list[tuple[Any, ...]] = []
@@ -392,25 +381,32 @@ class DriverRead:
         return compiled_read
 
 
-def _fetch(connection: Any, sql: str, arguments: Any) -> list[Any]:  # a DBAPI connection
-    cursor = connection.cursor()
+def _fetch_pooled(engine: Engine, sql: str, arguments: Any) -> Sequence[Any]:
+    """``sql``'s rows on a pooled driver connection of its own; a driver error raised as
+    SQLAlchemy's, with the engine's ``hide_parameters``, and the connection it broke dropped."""
+    driver_error = engine.dialect.loaded_dbapi.Error
     try:
-        cursor.execute(sql, arguments)
-        rows: list[Any] = cursor.fetchall()  # to the end: SQLite ends the read only then
-    finally:
-        cursor.close()
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, arguments)
+            rows: Sequence[Any] = cursor.fetchall()  # to the end: SQLite ends the read only then
+            cursor.close()
+        except driver_error:
+            connection.invalidate()  # whatever broke it is not handed to the next request
+            raise
+        finally:
+            connection.close()  # back to the pool, which rolls back what PostgreSQL began
+    except driver_error as error:
+        raise DBAPIError.instance(
+            sql,
+            arguments,
+            error,
+            driver_error,
+            hide_parameters=engine.hide_parameters,  # as the engine's own errors
+            dialect=engine.dialect,
+        ) from error
     return rows
-
-
-def _fetch_pooled(engine: Engine, sql: str, arguments: Any) -> list[Any]:
-    connection = engine.raw_connection()
-    try:
-        return _fetch(connection, sql, arguments)
-    except engine.dialect.loaded_dbapi.Error:
-        connection.invalidate()  # whatever broke it is not handed to the next request
-        raise
-    finally:
-        connection.close()  # back to the pool, which rolls back what PostgreSQL began
 
 
 def _request_dbsession(request: Request) -> Session:
