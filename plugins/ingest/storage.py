@@ -519,13 +519,6 @@ _READ_COUNTERS = select(
 COUNTERS_READ = DriverRead(_READ_COUNTERS)
 
 
-def read_counters(connection, sensor_id: str) -> dict:
-    row = connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
-    if row is None:
-        return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0, "last_event_at": None}
-    return row._asdict()
-
-
 # --- reads: keyset pagination over (ts, id), newest or oldest first
 
 

@@ -272,7 +272,10 @@ def driver_statements(engine):
 
 def counters_of(engine, sensor_id):
     with engine.connect() as connection:
-        return storage.read_counters(connection, sensor_id)
+        row = connection.execute(storage._READ_COUNTERS, {"key": sensor_id}).first()
+    if row is None:
+        return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0, "last_event_at": None}
+    return row._asdict()
 
 
 def test_a_group_of_new_single_events_is_one_statement(committing_testapp, dbengine):
