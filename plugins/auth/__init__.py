@@ -123,7 +123,7 @@ def includeme(config) -> None:
             settings["sensorhub.auth.sensor_rate"], settings["sensorhub.auth.sensor_burst"]
         ),
     )
-    config.registry["sensorhub.auth.policy"] = policy  # test hook: the guard's clock
+    config.registry["sensorhub.auth.policy"] = policy  # views; test hook: the guard's clock
     changes = policy.credential_changes
     changes.watch(config.registry["dbsession_factory"])
     changes.watch(config.registry["dbsession_factory.reader"])

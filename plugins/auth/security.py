@@ -12,8 +12,10 @@ neither takes nor waits for the write lock. A successful lookup is remembered (f
 the credential generation (``models.CredentialGeneration``, one row that every change to a
 sensor or token bumps in its own transaction) is what it was when the lookup was made: a
 revocation committed by any process or node is refused by the very next request everywhere, at
-the cost of one primary-key read instead of the token lookup. The TTL bounds only changes made
-behind SensorHub's back (plain SQL); 0 looks every request up.
+the cost of one primary-key read instead of the token lookup. On ``GET /api/v1/sensor`` that read
+also brings the sensor's last-seen time, and the view answers with the profile the lookup
+remembered (:meth:`~BearerTokenSecurityPolicy.remembered_profile`) instead of reading it. The TTL
+bounds only changes made behind SensorHub's back (plain SQL); 0 looks every request up.
 
 A refused credential never writes; it publishes :class:`AuthenticationFailed` with a bounded
 reason and counts towards the brute-force guard (``guard.py``). Answers other than 401 are
@@ -28,7 +30,7 @@ import hmac
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import structlog
@@ -56,6 +58,7 @@ from .models import CredentialGeneration, SensorToken
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
 MAX_REMEMBERED_TOKENS = 100_000  # per app, for touches and for cached lookups
+SELF_ROUTE = "auth.sensor_self"  # GET /api/v1/sensor: answered from remembered_profile
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
@@ -82,11 +85,14 @@ class ProvisioningIdentity:
 @dataclass(frozen=True, slots=True)
 class _Lookup:
     """A successful sensor-token lookup, reusable until ``until`` (the policy's ``clock``) while
-    the credential generation is still ``generation``."""
+    the credential generation is still ``generation``; with what it read of the sensor's
+    profile that only a change through SensorHub (which bumps the generation) alters:
+    ``(name, created_at, meta)``."""
 
     identity: SensorIdentity
     until: float
     generation: int | None
+    profile: tuple[str, datetime, Any]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class Outcome:
     identity: object | None = None
     reason: str | None = None  # why a credential was refused; "missing" when none was sent
     retry_after: int | None = None  # the client was already blocked when this request came
+    # A remembered lookup's sensor profile, as service.sensor_profile gives it (see there).
+    profile: tuple[str, str, datetime, datetime | None, Any] | None = None
 
 
 def digest_of(secret: str) -> bytes | None:
@@ -200,6 +208,18 @@ class BearerTokenSecurityPolicy:
             }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
 
+    def remembered_profile(self, request) -> tuple[str, str, datetime, datetime | None, Any] | None:
+        """The calling sensor's ``(id, name, created_at, last_seen_at, meta)`` when this request
+        reused a remembered lookup, else None (then read it: ``service.sensor_profile``).
+
+        As fresh as a read: the generation check that validated the lookup read
+        ``last_seen_at`` (which touches change without bumping the generation) in the same
+        statement, and the rest changes only with a bump. Like the lookup itself, a change
+        made behind SensorHub's back (plain SQL) shows within ``token_cache_ttl``. Its ``meta``
+        is the remembered value itself, shared by the sensor's requests: read it, never change
+        it."""
+        return self._outcome(request).profile
+
     def refusal(self, request) -> FieldError | None:
         """Why a presented credential was refused, for the 401's body (the core's contract):
         the same reason code and words as ``WWW-Authenticate``; None when none was sent."""
@@ -268,8 +288,9 @@ class BearerTokenSecurityPolicy:
     def _sensor(self, request, digest: bytes, may_query: bool = True) -> Outcome:
         lookup = self._lookups.get(digest)
         if lookup is not None and lookup.until > self.clock():
-            if self._current_generation(request) == lookup.generation:
-                return self._authenticated(request, lookup.identity)
+            reused = self._reuse(request, lookup)
+            if reused is not None:
+                return reused
         if not may_query:
             return Outcome(reason="blocked")  # a blocked address gets no token lookup
         dbsession = request.dbsession
@@ -304,60 +325,80 @@ class BearerTokenSecurityPolicy:
             else:
                 fresh_for = self.touch_interval - (now - row.last_used_at)
             self._remember_touch(digest, fresh_for.total_seconds())
-        self._remember_lookup(digest, identity, row.generation, row.expires_at, now)
+        self._remember_lookup(digest, identity, row, now)
         return self._authenticated(request, identity)
 
-    def _current_generation(self, request) -> int | None:
-        """The credential generation as last committed, read on the driver (core's
-        ``DriverRead``) outside the request's session unless that is already in a transaction.
+    def _reuse(self, request, lookup: _Lookup) -> Outcome | None:
+        """``lookup``'s outcome if the credential generation is still the one it was made at,
+        else None. The one read every request of a remembered sensor makes to authenticate; on
+        GET /api/v1/sensor it brings the sensor's last-seen time too (remembered_profile)."""
+        sensor_id = lookup.identity.sensor_id
+        route = request.matched_route
+        if route is None or route.name != SELF_ROUTE:
+            current = _GENERATION_READ.first(request)
+            if current is None or current[0] != lookup.generation:
+                return None
+            return self._authenticated(request, lookup.identity)
+        current = _GENERATION_AND_LAST_SEEN.first(request, sensor=sensor_id)
+        if current is None or current[0] != lookup.generation:
+            return None
+        name, created_at, meta = lookup.profile
+        profile = (sensor_id, name, created_at, current[1], meta)
+        return self._authenticated(request, lookup.identity, profile)
 
-        A single-event POST by a remembered sensor touches the database nowhere else (its rows
-        go to the group-commit writer); for this one read, beginning the request's session cost
-        it ~190 µs on SQLite, a SQLAlchemy ``Connection`` ~70 µs, the driver's cursor ~12 µs
-        (``make bench-breakdown``).
-        """
-        row = _GENERATION_READ.first(request)
-        return row[0] if row is not None else None
-
-    def _authenticated(self, request, identity: SensorIdentity) -> Outcome:
+    def _authenticated(
+        self, request, identity: SensorIdentity, profile: tuple | None = None
+    ) -> Outcome:
         structlog.contextvars.bind_contextvars(sensor_id=identity.sensor_id)
         _publish(request, SensorAuthenticated(request, identity.sensor_id))
-        return Outcome(identity)
+        return Outcome(identity, profile=profile)
 
     def _remember_touch(self, digest: bytes, fresh_for: float) -> None:
         if len(self._touched_until) >= MAX_REMEMBERED_TOKENS:
             self._touched_until.clear()  # costs one extra touch per token, never a wrong answer
         self._touched_until[digest] = self.clock() + fresh_for
 
-    def _remember_lookup(
-        self,
-        digest: bytes,
-        identity: SensorIdentity,
-        generation: int | None,
-        expires_at: datetime | None,
-        now: datetime,
-    ) -> None:
+    def _remember_lookup(self, digest: bytes, identity: SensorIdentity, row, now: datetime) -> None:
+        """Remember ``row``, the token lookup of ``identity`` made at ``now``."""
         clock = self.clock()
         # Never past the next due touch (that request must reach the database) or the expiry.
         until = min(clock + self.token_cache_ttl, self._touched_until.get(digest, 0.0))
-        if expires_at is not None:
-            until = min(until, clock + (expires_at - now).total_seconds())
-        if until <= clock or generation is None:
+        if row.expires_at is not None:
+            until = min(until, clock + (row.expires_at - now).total_seconds())
+        if until <= clock or row.generation is None:
             return  # None: no generation row (a database emptied by hand): never remembered
         if len(self._lookups) >= MAX_REMEMBERED_TOKENS:
             self._lookups.clear()  # costs one lookup per token, never a wrong answer
-        self._lookups[digest] = _Lookup(identity, until, generation)
+        profile = (row.name, row.created_at, row.meta)
+        self._lookups[digest] = _Lookup(identity, until, row.generation, profile)
 
 
-# The credential generation as a column of the token lookup, and alone (a remembered lookup's
-# check); a token joined to its sensor, by hash; and the touches, whose WHERE makes concurrent
-# requests of one sensor (and other processes) agree on who writes. Built once: constructing a
-# statement costs more than running it.
+# The credential generation as a column of the token lookup, and alone or with the sensor's
+# last-seen time (a remembered lookup's check, see below); a token joined to its sensor, by
+# hash; and the touches, whose WHERE makes concurrent requests of one sensor (and other
+# processes) agree on who writes. Built once: constructing a statement costs more than running
+# it.
 # The row's key inline, not a parameter: the token lookup keeps its one parameter, and the
 # generation check runs as compiled on every driver.
 _THE_ROW = CredentialGeneration.id == literal_column("1")
 _GENERATION = select(CredentialGeneration.generation).where(_THE_ROW)
+# The check is the only read a request of a remembered sensor makes to authenticate, so it runs
+# on the driver (the core's DriverRead: outside the request's session unless that has begun). A
+# single-event POST touches the database nowhere else (its rows go to the group-commit writer);
+# for this one read, beginning the request's session cost it ~190 µs on SQLite, a SQLAlchemy
+# Connection ~70 µs, the driver's cursor ~12 µs (make bench-breakdown). GET /api/v1/sensor's
+# check brings the last-seen time, and the view reads no profile of its own; elsewhere that
+# subquery would cost every request ~5-10 µs for nothing.
 _GENERATION_READ = DriverRead(_GENERATION)
+_GENERATION_AND_LAST_SEEN = DriverRead(
+    select(
+        CredentialGeneration.generation,
+        select(Sensor.last_seen_at)
+        .where(Sensor.id == bindparam("sensor"))
+        .scalar_subquery()
+        .label("last_seen_at"),
+    ).where(_THE_ROW)
+)
 _BUMP_GENERATION = (
     update(CredentialGeneration)
     .where(_THE_ROW)
@@ -373,6 +414,8 @@ _TOKEN_LOOKUP = (
         SensorToken.last_used_at,
         Sensor.name,
         Sensor.disabled,
+        Sensor.created_at,
+        Sensor.meta.label("meta"),
         _GENERATION.scalar_subquery().label("generation"),
     )
     .join(Sensor, Sensor.id == SensorToken.sensor_id)

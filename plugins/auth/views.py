@@ -27,7 +27,7 @@ from sensorhub.timestamps import parse_datetime
 from sensorhub.validation import body_of, query_of
 
 from . import schema, service
-from .security import ENROL
+from .security import ENROL, SELF_ROUTE
 
 
 def _invalid(error: FieldError):
@@ -97,7 +97,11 @@ def own_sensor(request):
     asked = query_of(request, schema.OwnSensorQuery).sensorId
     if asked is not None and asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
-    profile = service.sensor_profile(request, identity.sensor_id)
+    # A remembered lookup brings the profile, as fresh as a read (see remembered_profile).
+    policy = request.registry["sensorhub.auth.policy"]
+    profile = policy.remembered_profile(request) or service.sensor_profile(
+        request, identity.sensor_id
+    )
     if profile is None:  # deleted since this request authenticated
         raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
     sensor_id, name, created_at, last_seen_at, meta = profile
@@ -199,7 +203,7 @@ def revoke_token(request):
 
 def includeme(config) -> None:
     prefix = API_PREFIX
-    config.add_route("auth.sensor_self", f"{prefix}/sensor")
+    config.add_route(SELF_ROUTE, f"{prefix}/sensor")
     config.add_route("auth.sensors", f"{prefix}/sensors")
     config.add_route("auth.sensor", f"{prefix}/sensors/{{sensor_id}}")
     config.add_route("auth.sensor_tokens", f"{prefix}/sensors/{{sensor_id}}/tokens")
@@ -207,7 +211,7 @@ def includeme(config) -> None:
     view = config.add_view
     view(
         own_sensor,
-        route_name="auth.sensor_self",
+        route_name=SELF_ROUTE,
         request_method=("GET", "HEAD"),
         permission=SENSOR,
         renderer="json",

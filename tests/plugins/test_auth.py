@@ -374,6 +374,37 @@ def test_a_busy_sensor_is_looked_up_once_per_ttl_and_checked_on_every_request(te
     assert len(generation_reads(statements)) == 2  # the two requests that reused the lookup
 
 
+def profile_reads(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("SELECT sensors.id, sensors.name")]
+
+
+def test_a_remembered_sensor_reads_itself_with_the_generation_check_alone(testapp, app):
+    created = create_sensor(testapp)
+    read = testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json  # looked up
+    with recording_statements(app.registry["dbengine"]) as statements:
+        remembered = testapp.get("/api/v1/sensor", headers=bearer(created["token"])).json
+    assert remembered == read
+    assert len(generation_reads(statements)) == 1 and not token_lookups(statements)
+    assert profile_reads(statements) == []  # the check brought the last-seen time
+
+
+def test_a_remembered_profile_shows_every_change_at_the_next_request(testapp, dbsession):
+    created = create_sensor(testapp)
+    url, token = f"/api/v1/sensors/{created['sensorId']}", bearer(created["token"])
+    testapp.get("/api/v1/sensor", headers=token)
+    testapp.patch_json(url, {"name": "renamed", "metadata": {"room": "attic"}}, headers=ADMIN)
+    answer = testapp.get("/api/v1/sensor", headers=token).json
+    assert (answer["name"], answer["metadata"]) == ("renamed", {"room": "attic"})
+
+    # A touch by another process or node: no generation bump, yet read with the check.
+    seen = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    dbsession.execute(
+        update(Sensor).where(Sensor.id == created["sensorId"]).values(last_seen_at=seen)
+    )
+    answer = testapp.get("/api/v1/sensor", headers=token).json
+    assert answer["lastSeenAt"] == "2030-01-02T03:04:05+00:00"
+
+
 def test_a_revocation_committed_by_another_app_is_refused_by_the_next_request(
     app_factory, dbengine
 ):
