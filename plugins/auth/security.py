@@ -54,6 +54,7 @@ from sensorhub.models import Sensor
 from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
 from .models import CredentialGeneration, SensorToken
+from .service import Profile
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
@@ -100,8 +101,7 @@ class Outcome:
     identity: object | None = None
     reason: str | None = None  # why a credential was refused; "missing" when none was sent
     retry_after: int | None = None  # the client was already blocked when this request came
-    # A remembered lookup's sensor profile, as service.sensor_profile gives it (see there).
-    profile: tuple[str, str, datetime, datetime | None, Any] | None = None
+    profile: Profile | None = None  # from a remembered lookup, see remembered_profile
 
 
 def digest_of(secret: str) -> bytes | None:
@@ -208,7 +208,7 @@ class BearerTokenSecurityPolicy:
             }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
 
-    def remembered_profile(self, request) -> tuple[str, str, datetime, datetime | None, Any] | None:
+    def remembered_profile(self, request) -> Profile | None:
         """The calling sensor's ``(id, name, created_at, last_seen_at, meta)`` when this request
         reused a remembered lookup, else None (then read it: ``service.sensor_profile``).
 
@@ -334,20 +334,21 @@ class BearerTokenSecurityPolicy:
         GET /api/v1/sensor it brings the sensor's last-seen time too (remembered_profile)."""
         sensor_id = lookup.identity.sensor_id
         route = request.matched_route
-        if route is None or route.name != SELF_ROUTE:
+        reads_itself = route is not None and route.name == SELF_ROUTE
+        if reads_itself:
+            current = _GENERATION_AND_LAST_SEEN.first(request, sensor=sensor_id)
+        else:
             current = _GENERATION_READ.first(request)
-            if current is None or current[0] != lookup.generation:
-                return None
-            return self._authenticated(request, lookup.identity)
-        current = _GENERATION_AND_LAST_SEEN.first(request, sensor=sensor_id)
         if current is None or current[0] != lookup.generation:
             return None
-        name, created_at, meta = lookup.profile
-        profile = (sensor_id, name, created_at, current[1], meta)
+        profile: Profile | None = None
+        if reads_itself:
+            name, created_at, meta = lookup.profile
+            profile = (sensor_id, name, created_at, current[1], meta)
         return self._authenticated(request, lookup.identity, profile)
 
     def _authenticated(
-        self, request, identity: SensorIdentity, profile: tuple | None = None
+        self, request, identity: SensorIdentity, profile: Profile | None = None
     ) -> Outcome:
         structlog.contextvars.bind_contextvars(sensor_id=identity.sensor_id)
         _publish(request, SensorAuthenticated(request, identity.sensor_id))

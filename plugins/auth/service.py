@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import bindparam, func, select
@@ -100,6 +101,9 @@ def get_sensor(dbsession, sensor_id: str) -> Sensor | None:
     return dbsession.get(Sensor, sensor_id)
 
 
+# What a sensor reads about itself: (id, name, created_at, last_seen_at, meta).
+Profile = tuple[str, str, datetime, datetime | None, Any]
+
 _SENSOR_PROFILE = DriverRead(
     select(
         Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at, Sensor.meta.label("meta")
@@ -107,12 +111,12 @@ _SENSOR_PROFILE = DriverRead(
 )
 
 
-def sensor_profile(request, sensor_id: str) -> tuple | None:
+def sensor_profile(request, sensor_id: str) -> Profile | None:
     """What a sensor may read about itself: ``(id, name, created_at, last_seen_at, meta)``. Read
     by ``GET /api/v1/sensor`` when its authentication did not reuse a remembered lookup (which
     brings the same, see ``BearerTokenSecurityPolicy.remembered_profile``), so on the driver
     (the core's ``DriverRead``), in the request's transaction only if one has begun."""
-    return _SENSOR_PROFILE.first(request, key=sensor_id)
+    return cast(Profile | None, _SENSOR_PROFILE.first(request, key=sensor_id))
 
 
 def sensor_tokens(dbsession, sensor_id: str) -> list[SensorToken]:
