@@ -7,7 +7,8 @@ scenarios call, each with the least the work needs:
 - every request: the bearer token's SHA-256 looked up with its sensor in one statement (no
   remembered lookups, no generation check, no constant-time compare: fewer driver calls than
   SensorHub's, never more);
-- ``GET /api/v1/sensor``: that row and the sensor's counters row;
+- ``GET /api/v1/sensor``: that row with the sensor's counters row, in the same statement (as
+  SensorHub's remembered sensors read them with their credential check);
 - ``GET /api/v1/events?limit=N``: the newest ``N`` events as one JSON value from SQLite (as
   SensorHub reads them), formatted by the API's own ``events_json`` with its cursor;
 - ``POST /api/v1/events`` (one event or an array): the body parsed, nothing validated, one
@@ -40,9 +41,11 @@ _SENSOR_OF_DIGEST = (
     "SELECT s.id, s.name, s.disabled FROM sensor_tokens t JOIN sensors s ON s.id = t.sensor_id "
     "WHERE t.token_hash = ? AND t.revoked_at IS NULL AND NOT s.disabled"
 )
-_COUNTERS = (
-    "SELECT event_count, duplicate_count, rejected_count, last_event_at "
-    "FROM ingest_sensor_stats WHERE sensor_id = ?"
+_SENSOR_AND_COUNTERS_OF_DIGEST = (
+    "SELECT s.id, s.name, s.disabled, c.event_count, c.duplicate_count, c.rejected_count, "
+    "c.last_event_at FROM sensor_tokens t JOIN sensors s ON s.id = t.sensor_id "
+    "LEFT JOIN ingest_sensor_stats c ON c.sensor_id = s.id "
+    "WHERE t.token_hash = ? AND t.revoked_at IS NULL AND NOT s.disabled"
 )
 # The page as one JSON value, as SensorHub reads it on SQLite (ingest's storage.read_events):
 # the driver gives up the GIL for every row it steps through.
@@ -122,16 +125,16 @@ def make_app(path: str):
                 raise
         return "201 Created", {"accepted": stored, "duplicates": len(rows) - stored}
 
-    def sensor(db, sensor_row) -> dict:
-        counters = db.execute(_COUNTERS, (sensor_row[0],)).fetchone() or (0, 0, 0, None)
+    def sensor(sensor_row) -> dict:
+        sensor_id, name, disabled, events, duplicates, rejected, last = sensor_row
         return {
-            "id": sensor_row[0],
-            "name": sensor_row[1],
-            "disabled": bool(sensor_row[2]),
-            "eventCount": counters[0],
-            "duplicateCount": counters[1],
-            "rejectedCount": counters[2],
-            "lastEventAt": format_timestamp(counters[3]) if counters[3] is not None else None,
+            "id": sensor_id,
+            "name": name,
+            "disabled": bool(disabled),
+            "eventCount": events or 0,
+            "duplicateCount": duplicates or 0,
+            "rejectedCount": rejected or 0,
+            "lastEventAt": format_timestamp(last) if last is not None else None,
         }
 
     def events(db, sensor_id: str, environ) -> dict:
@@ -150,11 +153,13 @@ def make_app(path: str):
         db = connection()
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         digest = hashlib.sha256(authorization.removeprefix("Bearer ").encode()).digest()
-        sensor_row = db.execute(_SENSOR_OF_DIGEST, (digest,)).fetchone()
+        reads_itself = path_info == "/api/v1/sensor" and method == "GET"
+        lookup = _SENSOR_AND_COUNTERS_OF_DIGEST if reads_itself else _SENSOR_OF_DIGEST
+        sensor_row = db.execute(lookup, (digest,)).fetchone()
         if sensor_row is None:
             return _answer(start_response, "401 Unauthorized", {"title": "no such token"})
-        if path_info == "/api/v1/sensor" and method == "GET":
-            return _answer(start_response, "200 OK", sensor(db, sensor_row))
+        if reads_itself:
+            return _answer(start_response, "200 OK", sensor(sensor_row))
         if path_info == "/api/v1/events" and method == "GET":
             return _answer(start_response, "200 OK", events(db, sensor_row[0], environ))
         if path_info == "/api/v1/events" and method == "POST":

@@ -397,17 +397,20 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
     """How a request's session and auth's reads decompose, and bigger writes."""
     import transaction
     from pyramid.request import Request
+    from sqlalchemy import select
 
     from plugins.auth.security import _TOKEN_LOOKUP
     from plugins.auth.service import _SENSOR_PROFILE
-    from plugins.ingest.storage import _READ_COUNTERS, COUNTERS_READ, WriteJob, insert_all_new
+    from plugins.ingest.storage import WriteJob, insert_all_new
     from sensorhub.db import get_tm_session
+    from sensorhub.sensor_info import read_sensor_info, sensor_info_columns
 
     registry = bench.app.registry
     engine = registry["dbengine"]
     reader = registry["dbsession_factory.reader"]
     digest = hashlib.sha256(bench.token.encode()).digest()
     sensor_id = bench.sensor_id
+    info_columns = select(*sensor_info_columns(registry))  # the counters, as contributed
 
     def in_a_session(depth: int) -> Timed:
         """A request's session alone (0), with auth's cold lookup and the profile's and the
@@ -422,7 +425,7 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
             if depth >= 2:
                 connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
                 connection.execute(_SENSOR_PROFILE.statement, {"key": sensor_id}).one_or_none()
-                connection.execute(_READ_COUNTERS, {"key": sensor_id}).first()
+                connection.execute(info_columns, {"sensor_id": sensor_id}).one()
             manager.abort()
 
         return run
@@ -433,7 +436,7 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
     def driver_reads() -> None:
         """How GET /api/v1/sensor reads them now: on the driver, no session begun."""
         _SENSOR_PROFILE.first(outside_a_transaction, key=sensor_id)
-        COUNTERS_READ.first(outside_a_transaction, key=sensor_id)
+        read_sensor_info(outside_a_transaction, sensor_id)
 
     timed = [
         # The framework's own floor under GET /api/v1/: what "routing + tweens" adds to it is
@@ -444,22 +447,22 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
         ("GET /sensor's profile + counters as DriverReads", driver_reads),
     ]
     if engine.dialect.name == "sqlite":  # qmark SQL as compiled runs as is on sqlite3
-        token_sql, profile_sql, counters_sql = (
-            str(statement.compile(engine))
-            for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE.statement, _READ_COUNTERS)
-        )
+        values = {"digest": digest, "key": sensor_id, "sensor_id": sensor_id}
+        compiled = [
+            statement.compile(engine)
+            for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE.statement, info_columns)
+        ]
+        three = [
+            (str(each), tuple(values[name] for name in each.positiontup or ())) for each in compiled
+        ]
         raw = engine.raw_connection()
 
         def raw_three_selects() -> None:
             # The same statements on the bare sqlite3 driver: the database's own share.
             cursor = raw.cursor()
             cursor.execute("BEGIN")
-            for sql, parameter in (
-                (token_sql, digest),
-                (profile_sql, sensor_id),
-                (counters_sql, sensor_id),
-            ):
-                cursor.execute(sql, (parameter,)).fetchall()
+            for sql, parameters in three:
+                cursor.execute(sql, parameters).fetchall()
             raw.rollback()
 
         timed.append(("the same 3 SELECTs on the bare driver", raw_three_selects))

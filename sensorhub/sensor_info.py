@@ -1,38 +1,87 @@
 """What ``GET /api/v1/sensor`` says about a sensor, contributed by whichever plugins know.
 
 The auth plugin owns the endpoint; other plugins (ingestion's counters, say) add fields without
-being imported by it::
+being imported by it. A plugin contributes columns, read by the sensor's id, and what its fields
+are from their values::
 
-    config.add_sensor_info(lambda request, sensor_id: {"eventCount": ...})
+    count = select(stats.c.event_count).where(stats.c.sensor_id == SENSOR_ID).scalar_subquery()
+    config.add_sensor_info([count], lambda count: {"eventCount": count or 0})
 
-and the endpoint merges ``sensor_info(request, sensor_id)`` into its answer. Contributors must be
-cheap (they run on every call: a read goes through ``sensorhub.db.DriverRead``, which begins no
-session) and return JSON-ready values with camelCase keys.
+Columns, not functions, so that the endpoint reads every plugin's in one statement
+(:func:`read_sensor_info`), or folds them into a statement it runs anyway: the auth plugin's
+per-request credential check brings them on ``GET /api/v1/sensor`` (:func:`sensor_info_columns`,
+:func:`sensor_info_fields`), and under load a read fewer is worth more than its SQL (what that
+bought: docs/benchmarks.md). A column must select without a FROM of its own, e.g. a scalar
+subquery by ``SENSOR_ID``; it is NULL when the plugin has no row for the sensor, so say in the
+fields function what NULL means. Fields are JSON-ready, with camelCase keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import BindParameter, String, bindparam, select
+
+from .db import DriverRead
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
+    from pyramid.registry import Registry
     from pyramid.request import Request
+    from sqlalchemy.sql import ColumnElement
 
-# (request, sensor_id) -> fields to add, JSON-ready, with camelCase keys
-Contributor = Callable[["Request", str], dict[str, Any]]
+SENSOR_ID: BindParameter[str] = bindparam("sensor_id", type_=String)  # whose columns are read
+
+# the contributed columns' values, in their order -> fields, JSON-ready, with camelCase keys
+Fields = Callable[..., dict[str, Any]]
 _REGISTRY_KEY = "sensorhub.sensor_info_contributors"
+_READ_KEY = "sensorhub.sensor_info_read"
 
 
-def add_sensor_info(config: Configurator, contributor: Contributor) -> None:
-    config.registry.setdefault(_REGISTRY_KEY, []).append(config.maybe_dotted(contributor))
+class _Contribution(NamedTuple):
+    columns: tuple[ColumnElement[Any], ...]
+    fields: Fields
 
 
-def sensor_info(request: Request, sensor_id: str) -> dict[str, Any]:
+def add_sensor_info(
+    config: Configurator, columns: Sequence[ColumnElement[Any]], fields: Fields
+) -> None:
+    if not columns:
+        raise ValueError("add_sensor_info: give at least one column (read by SENSOR_ID)")
+    contribution = _Contribution(tuple(columns), config.maybe_dotted(fields))
+    config.registry[_REGISTRY_KEY].append(contribution)
+
+
+def sensor_info_columns(registry: Registry) -> tuple[ColumnElement[Any], ...]:
+    """Every contributor's columns, in order: select them by ``SENSOR_ID`` (as
+    ``sensor_id=…``), then give their values to :func:`sensor_info_fields`."""
+    return tuple(column for each in registry.get(_REGISTRY_KEY, ()) for column in each.columns)
+
+
+def sensor_info_fields(registry: Registry, values: Sequence[Any]) -> dict[str, Any]:
+    """Every contributor's fields from the values of :func:`sensor_info_columns`, in order."""
     info: dict[str, Any] = {}
-    for contributor in request.registry.get(_REGISTRY_KEY, ()):
-        info.update(contributor(request, sensor_id))
+    start = 0
+    for contribution in registry.get(_REGISTRY_KEY, ()):
+        end = start + len(contribution.columns)
+        info.update(contribution.fields(*values[start:end]))
+        start = end
     return info
+
+
+def read_sensor_info(request: Request, sensor_id: str) -> dict[str, Any]:
+    """Every contributor's fields for ``sensor_id``, read in one statement on the driver (built
+    at its first use, when every plugin has contributed)."""
+    registry = request.registry
+    read = registry.get(_READ_KEY)
+    if read is None:
+        columns = sensor_info_columns(registry)
+        if not columns:
+            return {}
+        read = registry[_READ_KEY] = DriverRead(select(*columns))
+    [values] = read.all(request, sensor_id=sensor_id)  # a SELECT without FROM: one row
+    return sensor_info_fields(registry, values)
 
 
 def includeme(config: Configurator) -> None:

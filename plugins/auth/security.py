@@ -13,8 +13,9 @@ the credential generation (``models.CredentialGeneration``, one row that every c
 sensor or token bumps in its own transaction) is what it was when the lookup was made: a
 revocation committed by any process or node is refused by the very next request everywhere, at
 the cost of one primary-key read instead of the token lookup. On ``GET /api/v1/sensor`` that read
-also brings the sensor's last-seen time, and the view answers with the profile the lookup
-remembered (:meth:`~BearerTokenSecurityPolicy.remembered_profile`) instead of reading it. The TTL
+also brings the sensor's last-seen time and the other plugins' fields (the core's
+``sensor_info`` columns), and the view answers with them and the profile the lookup remembered
+(:meth:`~BearerTokenSecurityPolicy.remembered_self`): one read for the whole answer. The TTL
 bounds only changes made behind SensorHub's back (plain SQL); 0 looks every request up.
 
 A refused credential never writes; it publishes :class:`AuthenticationFailed` with a bounded
@@ -50,6 +51,7 @@ from sensorhub.events import (
 )
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity, SensorIdentity
 from sensorhub.models import Sensor
+from sensorhub.sensor_info import SENSOR_ID, sensor_info_columns, sensor_info_fields
 
 from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
@@ -59,7 +61,7 @@ from .service import Profile
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
 MAX_REMEMBERED_TOKENS = 100_000  # per app, for touches and for cached lookups
-SELF_ROUTE = "auth.sensor_self"  # GET /api/v1/sensor: answered from remembered_profile
+SELF_ROUTE = "auth.sensor_self"  # GET /api/v1/sensor: answered from remembered_self
 QUERY_TOKEN_NAMES = frozenset({"access_token", "token", "bearer", "api_key", "apikey"})
 REALM = "sensorhub"
 UNCHECKED = "unchecked"  # a sensor token seen outside a transaction: not looked up, not a failure
@@ -101,7 +103,8 @@ class Outcome:
     identity: object | None = None
     reason: str | None = None  # why a credential was refused; "missing" when none was sent
     retry_after: int | None = None  # the client was already blocked when this request came
-    profile: Profile | None = None  # from a remembered lookup, see remembered_profile
+    # (profile, other plugins' fields) from a remembered lookup's check, see remembered_self
+    self_answer: tuple[Profile, dict[str, Any]] | None = None
 
 
 def digest_of(secret: str) -> bytes | None:
@@ -130,6 +133,7 @@ class BearerTokenSecurityPolicy:
         self._touched_until: dict[bytes, float] = {}
         self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
         self.credential_changes = CredentialChanges()  # includeme watches the app's sessions
+        self._self_check: DriverRead | None = None  # built at its first use, see _reuse
 
     @property
     def admin_enabled(self) -> bool:
@@ -208,17 +212,19 @@ class BearerTokenSecurityPolicy:
             }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
 
-    def remembered_profile(self, request) -> Profile | None:
-        """The calling sensor's ``(id, name, created_at, last_seen_at, meta)`` when this request
-        reused a remembered lookup, else None (then read it: ``service.sensor_profile``).
+    def remembered_self(self, request) -> tuple[Profile, dict[str, Any]] | None:
+        """What ``GET /api/v1/sensor`` answers when this request reused a remembered lookup:
+        the calling sensor's ``(id, name, created_at, last_seen_at, meta)`` and the other
+        plugins' fields (``sensorhub.sensor_info``); else None (then read them:
+        ``service.sensor_profile``, ``read_sensor_info``).
 
         As fresh as a read: the generation check that validated the lookup read
-        ``last_seen_at`` (which touches change without bumping the generation) in the same
-        statement, and the rest changes only with a bump. Like the lookup itself, a change
-        made behind SensorHub's back (plain SQL) shows within ``token_cache_ttl``. Its ``meta``
-        is the remembered value itself, shared by the sensor's requests: read it, never change
-        it."""
-        return self._outcome(request).profile
+        ``last_seen_at`` (which touches change without bumping the generation) and the
+        contributed columns in the same statement, and the rest changes only with a bump. Like
+        the lookup itself, a change made behind SensorHub's back (plain SQL) shows within
+        ``token_cache_ttl``. Its ``meta`` is the remembered value itself, shared by the
+        sensor's requests: read it, never change it."""
+        return self._outcome(request).self_answer
 
     def refusal(self, request) -> FieldError | None:
         """Why a presented credential was refused, for the 401's body (the core's contract):
@@ -331,28 +337,42 @@ class BearerTokenSecurityPolicy:
     def _reuse(self, request, lookup: _Lookup) -> Outcome | None:
         """``lookup``'s outcome if the credential generation is still the one it was made at,
         else None. The one read every request of a remembered sensor makes to authenticate; on
-        GET /api/v1/sensor it brings the sensor's last-seen time too (remembered_profile)."""
+        GET /api/v1/sensor it brings the rest of the answer too (remembered_self)."""
         sensor_id = lookup.identity.sensor_id
         route = request.matched_route
         reads_itself = route is not None and route.name == SELF_ROUTE
         if reads_itself:
-            current = _GENERATION_AND_LAST_SEEN.first(request, sensor=sensor_id)
+            check = self._self_check or self._build_self_check(request.registry)
+            current = check.first(request, sensor_id=sensor_id)
         else:
             current = _GENERATION_READ.first(request)
         if current is None or current[0] != lookup.generation:
             return None
-        profile: Profile | None = None
+        self_answer = None
         if reads_itself:
             name, created_at, meta = lookup.profile
             profile = (sensor_id, name, created_at, current[1], meta)
-        return self._authenticated(request, lookup.identity, profile)
+            self_answer = (profile, sensor_info_fields(request.registry, current[2:]))
+        return self._authenticated(request, lookup.identity, self_answer)
+
+    def _build_self_check(self, registry) -> DriverRead:
+        """The check on GET /api/v1/sensor: the generation, the sensor's last-seen time and
+        every plugin's sensor_info columns, in one statement. Built at its first use, when
+        every plugin has contributed."""
+        self._self_check = DriverRead(
+            select(_GENERATION_COLUMN, _LAST_SEEN, *sensor_info_columns(registry)).where(_THE_ROW)
+        )
+        return self._self_check
 
     def _authenticated(
-        self, request, identity: SensorIdentity, profile: Profile | None = None
+        self,
+        request,
+        identity: SensorIdentity,
+        self_answer: tuple[Profile, dict[str, Any]] | None = None,
     ) -> Outcome:
         structlog.contextvars.bind_contextvars(sensor_id=identity.sensor_id)
         _publish(request, SensorAuthenticated(request, identity.sensor_id))
-        return Outcome(identity, profile=profile)
+        return Outcome(identity, self_answer=self_answer)
 
     def _remember_touch(self, digest: bytes, fresh_for: float) -> None:
         if len(self._touched_until) >= MAX_REMEMBERED_TOKENS:
@@ -382,23 +402,22 @@ class BearerTokenSecurityPolicy:
 # The row's key inline, not a parameter: the token lookup keeps its one parameter, and the
 # generation check runs as compiled on every driver.
 _THE_ROW = CredentialGeneration.id == literal_column("1")
-_GENERATION = select(CredentialGeneration.generation).where(_THE_ROW)
+_GENERATION_COLUMN = CredentialGeneration.generation
+_GENERATION = select(_GENERATION_COLUMN).where(_THE_ROW)
 # The check is the only read a request of a remembered sensor makes to authenticate, so it runs
 # on the driver (the core's DriverRead: outside the request's session unless that has begun). A
 # single-event POST touches the database nowhere else (its rows go to the group-commit writer);
 # for this one read, beginning the request's session cost it ~190 µs on SQLite, a SQLAlchemy
 # Connection ~70 µs, the driver's cursor ~12 µs (make bench-breakdown). GET /api/v1/sensor's
-# check brings the last-seen time, and the view reads no profile of its own; elsewhere that
-# subquery would cost every request ~5-10 µs for nothing.
+# check (_build_self_check) brings the last-seen time and the other plugins' columns, and the
+# view reads nothing of its own; elsewhere those subqueries would cost every request for
+# nothing.
 _GENERATION_READ = DriverRead(_GENERATION)
-_GENERATION_AND_LAST_SEEN = DriverRead(
-    select(
-        CredentialGeneration.generation,
-        select(Sensor.last_seen_at)
-        .where(Sensor.id == bindparam("sensor"))
-        .scalar_subquery()
-        .label("last_seen_at"),
-    ).where(_THE_ROW)
+_LAST_SEEN = (
+    select(Sensor.last_seen_at)
+    .where(Sensor.id == SENSOR_ID)
+    .scalar_subquery()
+    .label("last_seen_at")
 )
 _BUMP_GENERATION = (
     update(CredentialGeneration)

@@ -114,7 +114,7 @@ _SENSOR_PROFILE = DriverRead(
 def sensor_profile(request, sensor_id: str) -> Profile | None:
     """What a sensor may read about itself: ``(id, name, created_at, last_seen_at, meta)``. Read
     by ``GET /api/v1/sensor`` when its authentication did not reuse a remembered lookup (which
-    brings the same, see ``BearerTokenSecurityPolicy.remembered_profile``), so on the driver
+    brings the same, see ``BearerTokenSecurityPolicy.remembered_self``), so on the driver
     (the core's ``DriverRead``), in the request's transaction only if one has begun."""
     return cast(Profile | None, _SENSOR_PROFILE.first(request, key=sensor_id))
 

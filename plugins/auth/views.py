@@ -22,7 +22,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from sensorhub.api import API_PREFIX
 from sensorhub.errors import FieldError, problem
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
-from sensorhub.sensor_info import sensor_info
+from sensorhub.sensor_info import read_sensor_info
 from sensorhub.timestamps import parse_datetime
 from sensorhub.validation import body_of, query_of
 
@@ -97,15 +97,16 @@ def own_sensor(request):
     asked = query_of(request, schema.OwnSensorQuery).sensorId
     if asked is not None and asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
-    # A remembered lookup brings the profile, as fresh as a read (see remembered_profile).
-    policy = request.registry["sensorhub.auth.policy"]
-    profile = policy.remembered_profile(request) or service.sensor_profile(
-        request, identity.sensor_id
-    )
-    if profile is None:  # deleted since this request authenticated
-        raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
+    # A remembered lookup's check brought the answer, as fresh as a read (remembered_self).
+    remembered = request.registry["sensorhub.auth.policy"].remembered_self(request)
+    if remembered is not None:
+        profile, info = remembered
+    else:
+        found = service.sensor_profile(request, identity.sensor_id)
+        if found is None:  # deleted since this request authenticated
+            raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
+        profile, info = found, read_sensor_info(request, identity.sensor_id)
     sensor_id, name, created_at, last_seen_at, meta = profile
-    info = sensor_info(request, sensor_id)
     info.update(
         {
             "sensorId": sensor_id,

@@ -56,7 +56,7 @@ from sensorhub.settings import (
     env_name_for,
 )
 
-from . import schema
+from . import schema, storage
 from .body import GZIP_OVERHEAD
 from .parsing import JSON, NDJSON, SENML, Limits, parse_body
 from .store import EventStore, RequestTransactionStore
@@ -207,7 +207,7 @@ def includeme(config) -> None:
         renderer="json",
         openapi=schema.READ_SENSOR_EVENTS,
     )
-    config.add_sensor_info(sensor_counters)
+    config.add_sensor_info(storage.SENSOR_INFO_COLUMNS, sensor_counters)
     config.add_api_capability(
         "ingest",
         description="post events (single, batch, NDJSON, SenML) and read them back",

@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sensorhub.db import DriverRead
+from sensorhub.sensor_info import SENSOR_ID
 
 from .models import events_table, stats_table
 
@@ -507,16 +508,17 @@ def _counter_rows(jobs: list[WriteJob]) -> list[dict]:
     ]
 
 
-_READ_COUNTERS = select(
-    stats_table.c.event_count,
-    stats_table.c.duplicate_count,
-    stats_table.c.rejected_count,
-    stats_table.c.last_event_at,
-).where(stats_table.c.sensor_id == bindparam("key"))
-
-
-# GET /api/v1/sensor's counters, on every call: read on the driver (the core's DriverRead).
-COUNTERS_READ = DriverRead(_READ_COUNTERS)
+# A sensor's counters as GET /api/v1/sensor reads them (the core's sensor_info contract): one
+# column each, by the sensor's id, NULL while it has no row.
+SENSOR_INFO_COLUMNS = tuple(
+    select(column).where(stats_table.c.sensor_id == SENSOR_ID).scalar_subquery().label(column.name)
+    for column in (
+        stats_table.c.event_count,
+        stats_table.c.duplicate_count,
+        stats_table.c.rejected_count,
+        stats_table.c.last_event_at,
+    )
+)
 
 
 # --- reads: keyset pagination over (ts, id), newest or oldest first

@@ -29,7 +29,6 @@ from .parsing import (
 )
 from .schema import EventsQuery
 from .storage import (
-    COUNTERS_READ,
     EventQuery,
     WriteJob,
     decode_cursor,
@@ -256,12 +255,11 @@ def _parse_query(request, sensor_id: str) -> tuple[EventQuery, int]:
 # --- GET /api/v1/sensor contribution
 
 
-def sensor_counters(request, sensor_id: str) -> dict:
-    counters = COUNTERS_READ.first(request, key=sensor_id)
-    event_count, duplicate_count, rejected_count, last = counters or (0, 0, 0, None)
+def sensor_counters(event_count, duplicate_count, rejected_count, last_event_at) -> dict:
+    """The fields of ``storage.SENSOR_INFO_COLUMNS``' values: no row yet is no event yet."""
     return {
-        "eventCount": event_count,
-        "duplicateCount": duplicate_count,
-        "rejectedCount": rejected_count,
-        "lastEventAt": format_timestamp(last) if last is not None else None,
+        "eventCount": event_count or 0,
+        "duplicateCount": duplicate_count or 0,
+        "rejectedCount": rejected_count or 0,
+        "lastEventAt": format_timestamp(last_event_at) if last_event_at is not None else None,
     }

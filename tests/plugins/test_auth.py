@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 import webtest
-from sqlalchemy import select, update
+from sqlalchemy import func, literal, select, update
 
 from plugins.auth import security
 from plugins.auth.models import CredentialGeneration, SensorToken
@@ -15,6 +15,7 @@ from sensorhub.events import AuthenticationFailed, SensorAuthenticated
 from sensorhub.identity import SENSOR
 from sensorhub.lifecycle import close_app
 from sensorhub.models import Sensor
+from sensorhub.sensor_info import SENSOR_ID
 from sensorhub.settings import SettingError
 from tests.conftest import empty_all_tables, recording_statements
 from tests.plugins.test_auth_support import (
@@ -82,15 +83,21 @@ def test_a_sensor_without_sensor_id_reads_itself(testapp):
 
 def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, testapp):
     def contributing_plugin(config):
-        config.add_sensor_info(lambda request, sensor_id: {"eventCount": 7, "sensorId": "spoofed"})
+        # Columns read by the sensor's id, and the fields made of their values.
+        name_length = select(func.length(Sensor.name)).where(Sensor.id == SENSOR_ID)
+        config.add_sensor_info(
+            [name_length.scalar_subquery(), literal(7)],
+            lambda length, seven: {"nameLength": length, "eventCount": seven, "sensorId": "x"},
+        )
 
     with plugin_module("authtests.contributor", contributing_plugin) as name:
         app = app_factory(["auth", name], AUTH_SETTINGS)
     client = webtest.TestApp(app, extra_environ=testapp.extra_environ)
-    created = create_sensor(client)
-    answer = client.get("/api/v1/sensor", headers=bearer(created["token"])).json
-    assert answer["eventCount"] == 7
-    assert answer["sensorId"] == created["sensorId"]  # contributors cannot overwrite the core
+    created = create_sensor(client, "eleven char")
+    for _ in range(2):  # looked up, then remembered: the same fields either way
+        answer = client.get("/api/v1/sensor", headers=bearer(created["token"])).json
+        assert (answer["nameLength"], answer["eventCount"]) == (11, 7)
+        assert answer["sensorId"] == created["sensorId"]  # contributors cannot overwrite the core
 
 
 # --- isolation

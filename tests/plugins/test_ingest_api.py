@@ -549,6 +549,20 @@ def test_an_admin_reads_any_sensors_events_with_the_same_filters(testapp, sensor
     testapp.get(f"/api/v1/sensors/{sensor_id}/events", headers=headers, status=403)
 
 
+def test_a_remembered_sensor_reads_its_exact_counters_with_its_credential_check(
+    testapp, sensor, app
+):
+    # The counters are columns contributed through the core's sensor_info contract: the one
+    # statement that checks a remembered sensor's credentials reads them too.
+    _, headers = sensor
+    testapp.get("/api/v1/sensor", headers=headers)  # looked up, then remembered
+    post_events(testapp, headers, [{"type": "t"}, {"type": "t"}])
+    with recording_statements(app.registry["dbengine"]) as statements:
+        info = testapp.get("/api/v1/sensor", headers=headers).json
+    assert (info["eventCount"], info["duplicateCount"], info["rejectedCount"]) == (2, 0, 0)
+    assert len(statements) == 1 and "ingest_sensor_stats" in statements[0]
+
+
 def test_the_sensor_sees_exact_counters_on_its_own_description(testapp, sensor, dbsession):
     sensor_id, headers = sensor
     info = testapp.get("/api/v1/sensor", headers=headers).json

@@ -272,7 +272,14 @@ def driver_statements(engine):
 
 def counters_of(engine, sensor_id):
     with engine.connect() as connection:
-        row = connection.execute(storage._READ_COUNTERS, {"key": sensor_id}).first()
+        row = connection.execute(
+            select(
+                stats_table.c.event_count,
+                stats_table.c.duplicate_count,
+                stats_table.c.rejected_count,
+                stats_table.c.last_event_at,
+            ).where(stats_table.c.sensor_id == sensor_id)
+        ).first()
     if row is None:
         return {"event_count": 0, "duplicate_count": 0, "rejected_count": 0, "last_event_at": None}
     return row._asdict()
