@@ -100,6 +100,17 @@ def test_sensor_info_contributed_by_other_plugins_is_merged(app_factory, testapp
         assert answer["sensorId"] == created["sensorId"]  # contributors cannot overwrite the core
 
 
+def test_a_sensor_info_contribution_without_columns_is_refused(app_factory):
+    def contributing_plugin(config):
+        config.add_sensor_info([], lambda: {"eventCount": 7})
+
+    with (
+        plugin_module("authtests.columnless", contributing_plugin) as name,
+        pytest.raises(ValueError, match="give at least one column"),
+    ):
+        app_factory(["auth", name], AUTH_SETTINGS)
+
+
 # --- isolation
 
 
