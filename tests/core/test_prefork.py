@@ -75,7 +75,9 @@ def children_of(pid: int) -> set[int]:
 class Served:
     """``sensorhub-serve`` on a port of its own choosing, with the auth and ingest plugins."""
 
-    def __init__(self, workdir: Path, database_url: str, **settings):
+    def __init__(
+        self, workdir: Path, database_url: str, metrics_dir: Path | None = None, **settings
+    ):
         self.workdir = workdir
         self.database_url = database_url
         self.log_path = workdir / "serve.log"
@@ -96,6 +98,8 @@ class Served:
         )
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SENSORHUB_")}
         environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if metrics_dir is not None:  # the operator's; else a temp dir the master removes at exit
+            environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         environ["SENSORHUB_ADMIN_TOKEN"] = ADMIN_TOKEN
         self.log = open(self.log_path, "w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -146,8 +150,8 @@ class Served:
 def serve(tmp_path, database_url, dbengine):
     started = []
 
-    def start(database=None, **settings) -> Served:
-        served = Served(tmp_path, database or database_url, **settings)
+    def start(database=None, metrics_dir=None, **settings) -> Served:
+        served = Served(tmp_path, database or database_url, metrics_dir, **settings)
         started.append(served)
         return served
 
@@ -389,8 +393,9 @@ def test_a_dead_worker_is_replaced_and_counted(serve):
     )
 
 
-def test_when_the_master_is_killed_every_worker_exits_within_seconds(serve):
-    served = serve()
+def test_when_the_master_is_killed_every_worker_exits_within_seconds(serve, tmp_path):
+    # A killed master cannot remove a temp metrics directory: give it one in the test's tmp.
+    served = serve(metrics_dir=tmp_path / "metrics")
     workers = served.workers()
     served.process.kill()
     served.process.wait(10)
