@@ -397,24 +397,23 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
     """How a request's session and auth's reads decompose, and bigger writes."""
     import transaction
     from pyramid.request import Request
-    from sqlalchemy import select
 
     from plugins.auth.security import _TOKEN_LOOKUP
-    from plugins.auth.service import _SENSOR_PROFILE
     from plugins.ingest.storage import WriteJob, insert_all_new
     from sensorhub.db import get_tm_session
-    from sensorhub.sensor_info import read_sensor_info, sensor_info_columns
 
     registry = bench.app.registry
     engine = registry["dbengine"]
     reader = registry["dbsession_factory.reader"]
     digest = hashlib.sha256(bench.token.encode()).digest()
     sensor_id = bench.sensor_id
-    info_columns = select(*sensor_info_columns(registry))  # the counters, as contributed
+    policy = registry["sensorhub.auth.policy"]
+    # GET /api/v1/sensor's read when no lookup was reused: the profile with the counters.
+    self_read = policy._self_read.statement
 
     def in_a_session(depth: int) -> Timed:
-        """A request's session alone (0), with auth's cold lookup and the profile's and the
-        counters' reads (2): the session + transaction row is depth 1."""
+        """A request's session alone (0), with auth's cold lookup and the profile's read
+        (2): the session + transaction row is depth 1."""
 
         def run() -> None:
             manager = transaction.TransactionManager(explicit=True)
@@ -424,8 +423,7 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
                 connection = session.connection()
             if depth >= 2:
                 connection.execute(_TOKEN_LOOKUP, {"digest": digest}).one_or_none()
-                connection.execute(_SENSOR_PROFILE.statement, {"key": sensor_id}).one_or_none()
-                connection.execute(info_columns, {"sensor_id": sensor_id}).one()
+                connection.execute(self_read, {"sensor_id": sensor_id}).one_or_none()
             manager.abort()
 
         return run
@@ -433,39 +431,35 @@ def detail_pieces(bench: Bench, figures: dict[str, float], number, repeats, writ
     outside_a_transaction = Request.blank("/")
     outside_a_transaction.registry = registry
 
-    def driver_reads() -> None:
-        """How GET /api/v1/sensor reads them now: on the driver, no session begun."""
-        _SENSOR_PROFILE.first(outside_a_transaction, key=sensor_id)
-        read_sensor_info(outside_a_transaction, sensor_id)
+    def driver_read() -> None:
+        """How GET /api/v1/sensor reads it now: on the driver, no session begun."""
+        policy.read_self(outside_a_transaction, sensor_id)
 
     timed = [
         # The framework's own floor under GET /api/v1/: what "routing + tweens" adds to it is
         # SensorHub's stack (request ID, admission, pyramid_tm, pyramid_retry, the plugins').
         ("bare Pyramid: one route, one JSON view, no tweens", call(pyramid_app(), "GET", "/")),
         ("transaction manager + session + zope.sqlalchemy", in_a_session(0)),
-        ("  ... + 3 one-row Core SELECTs (GET /sensor's)", in_a_session(2)),
-        ("GET /sensor's profile + counters as DriverReads", driver_reads),
+        ("  ... + 2 one-row Core SELECTs (GET /sensor's cold)", in_a_session(2)),
+        ("GET /sensor's profile + counters as a DriverRead", driver_read),
     ]
     if engine.dialect.name == "sqlite":  # qmark SQL as compiled runs as is on sqlite3
-        values = {"digest": digest, "key": sensor_id, "sensor_id": sensor_id}
-        compiled = [
-            statement.compile(engine)
-            for statement in (_TOKEN_LOOKUP, _SENSOR_PROFILE.statement, info_columns)
-        ]
-        three = [
+        values = {"digest": digest, "sensor_id": sensor_id}
+        compiled = [statement.compile(engine) for statement in (_TOKEN_LOOKUP, self_read)]
+        both = [
             (str(each), tuple(values[name] for name in each.positiontup or ())) for each in compiled
         ]
         raw = engine.raw_connection()
 
-        def raw_three_selects() -> None:
+        def raw_selects() -> None:
             # The same statements on the bare sqlite3 driver: the database's own share.
             cursor = raw.cursor()
             cursor.execute("BEGIN")
-            for sql, parameters in three:
+            for sql, parameters in both:
                 cursor.execute(sql, parameters).fetchall()
             raw.rollback()
 
-        timed.append(("the same 3 SELECTs on the bare driver", raw_three_selects))
+        timed.append(("the same 2 SELECTs on the bare driver", raw_selects))
     writes = [
         (
             "write 1 single-event job and commit",

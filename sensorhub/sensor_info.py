@@ -7,13 +7,13 @@ are from their values::
     count = select(stats.c.event_count).where(stats.c.sensor_id == SENSOR_ID).scalar_subquery()
     config.add_sensor_info([count], lambda count: {"eventCount": count or 0})
 
-Columns, not functions, so that the endpoint reads every plugin's in one statement
-(:func:`read_sensor_info`), or folds them into a statement it runs anyway: the auth plugin's
-per-request credential check brings them on ``GET /api/v1/sensor`` (:func:`sensor_info_columns`,
-:func:`sensor_info_fields`), and under load a read fewer is worth more than its SQL (what that
-bought: docs/benchmarks.md). A column must select without a FROM of its own, e.g. a scalar
-subquery by ``SENSOR_ID``; it is NULL when the plugin has no row for the sensor, so say in the
-fields function what NULL means. Fields are JSON-ready, with camelCase keys.
+Columns, not functions, so that the endpoint folds every plugin's into a statement it runs
+anyway (:func:`sensor_info_columns`, then :func:`sensor_info_fields` on their values): the auth
+plugin reads them with a remembered sensor's credential check, or with the sensor's profile,
+and under load a read fewer is worth more than its SQL (what that bought: docs/benchmarks.md).
+A column must select without a FROM of its own, e.g. a scalar subquery by ``SENSOR_ID``; it is
+NULL when the plugin has no row for the sensor, so say in the fields function what NULL means.
+Fields are JSON-ready, with camelCase keys.
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import BindParameter, String, bindparam, select
-
-from .db import DriverRead
+from sqlalchemy import BindParameter, String, bindparam
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
     from pyramid.registry import Registry
-    from pyramid.request import Request
     from sqlalchemy.sql import ColumnElement
 
 SENSOR_ID: BindParameter[str] = bindparam("sensor_id", type_=String)  # whose columns are read
@@ -36,7 +33,6 @@ SENSOR_ID: BindParameter[str] = bindparam("sensor_id", type_=String)  # whose co
 # the contributed columns' values, in their order -> fields, JSON-ready, with camelCase keys
 Fields = Callable[..., dict[str, Any]]
 _REGISTRY_KEY = "sensorhub.sensor_info_contributors"
-_READ_KEY = "sensorhub.sensor_info_read"
 
 
 class _Contribution(NamedTuple):
@@ -68,20 +64,6 @@ def sensor_info_fields(registry: Registry, values: Sequence[Any]) -> dict[str, A
         info.update(contribution.fields(*values[start:end]))
         start = end
     return info
-
-
-def read_sensor_info(request: Request, sensor_id: str) -> dict[str, Any]:
-    """Every contributor's fields for ``sensor_id``, read in one statement on the driver (built
-    at its first use, when every plugin has contributed)."""
-    registry = request.registry
-    read = registry.get(_READ_KEY)
-    if read is None:
-        columns = sensor_info_columns(registry)
-        if not columns:
-            return {}
-        read = registry[_READ_KEY] = DriverRead(select(*columns))
-    [values] = read.all(request, sensor_id=sensor_id)  # a SELECT without FROM: one row
-    return sensor_info_fields(registry, values)
 
 
 def includeme(config: Configurator) -> None:

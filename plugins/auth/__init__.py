@@ -129,6 +129,8 @@ def includeme(config) -> None:
     changes.watch(config.registry["dbsession_factory.reader"])
     config.add_closer(changes.close)
     config.set_security_policy(policy)
+    # After every plugin's includeme: GET /api/v1/sensor reads their sensor_info columns too.
+    config.action(None, lambda: policy.prepare_self_reads(config.registry))
     config.include(".views")
     config.include(".models")  # its table's migrations
     config.add_api_capability(

@@ -56,7 +56,7 @@ from sensorhub.sensor_info import SENSOR_ID, sensor_info_columns, sensor_info_fi
 from . import tokens
 from .guard import FailureGuard, SensorRateLimiter
 from .models import CredentialGeneration, SensorToken
-from .service import Profile
+from .service import PROFILE_COLUMNS, Profile
 
 ENROL = "sensor.enrol"  # this plugin's own permission: create a sensor (admin or provisioning)
 MAX_AUTHORIZATION_LENGTH = 1024
@@ -133,7 +133,8 @@ class BearerTokenSecurityPolicy:
         self._touched_until: dict[bytes, float] = {}
         self._lookups: dict[bytes, _Lookup] = {}  # token digest -> reusable lookup
         self.credential_changes = CredentialChanges()  # includeme watches the app's sessions
-        self._self_check: DriverRead | None = None  # built at its first use, see _reuse
+        # GET /api/v1/sensor's two reads, without other plugins' columns until prepare_self_reads
+        self._self_check, self._self_read = _self_reads(())
 
     @property
     def admin_enabled(self) -> bool:
@@ -212,11 +213,25 @@ class BearerTokenSecurityPolicy:
             }
         return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
 
+    def prepare_self_reads(self, registry) -> None:
+        """Build ``GET /api/v1/sensor``'s reads with every plugin's ``sensor_info`` columns: a
+        config action of this plugin, run once every plugin has contributed."""
+        self._self_check, self._self_read = _self_reads(sensor_info_columns(registry))
+
+    def read_self(self, request, sensor_id: str) -> tuple[Profile, dict[str, Any]] | None:
+        """What ``GET /api/v1/sensor`` answers when this request did not reuse a remembered
+        lookup (see :meth:`remembered_self`): the profile and the other plugins' fields, in one
+        statement on the driver; None if the sensor is gone."""
+        row = self._self_read.first(request, sensor_id=sensor_id)
+        if row is None:
+            return None
+        profile = cast(Profile, row[: len(PROFILE_COLUMNS)])
+        return profile, sensor_info_fields(request.registry, row[len(PROFILE_COLUMNS) :])
+
     def remembered_self(self, request) -> tuple[Profile, dict[str, Any]] | None:
         """What ``GET /api/v1/sensor`` answers when this request reused a remembered lookup:
         the calling sensor's ``(id, name, created_at, last_seen_at, meta)`` and the other
-        plugins' fields (``sensorhub.sensor_info``); else None (then read them:
-        ``service.sensor_profile``, ``read_sensor_info``).
+        plugins' fields (``sensorhub.sensor_info``); else None (then :meth:`read_self`).
 
         As fresh as a read: the generation check that validated the lookup read
         ``last_seen_at`` (which touches change without bumping the generation) and the
@@ -342,8 +357,7 @@ class BearerTokenSecurityPolicy:
         route = request.matched_route
         reads_itself = route is not None and route.name == SELF_ROUTE
         if reads_itself:
-            check = self._self_check or self._build_self_check(request.registry)
-            current = check.first(request, sensor_id=sensor_id)
+            current = self._self_check.first(request, sensor_id=sensor_id)
         else:
             current = _GENERATION_READ.first(request)
         if current is None or current[0] != lookup.generation:
@@ -354,15 +368,6 @@ class BearerTokenSecurityPolicy:
             profile = (sensor_id, name, created_at, current[1], meta)
             self_answer = (profile, sensor_info_fields(request.registry, current[2:]))
         return self._authenticated(request, lookup.identity, self_answer)
-
-    def _build_self_check(self, registry) -> DriverRead:
-        """The check on GET /api/v1/sensor: the generation, the sensor's last-seen time and
-        every plugin's sensor_info columns, in one statement. Built at its first use, when
-        every plugin has contributed."""
-        self._self_check = DriverRead(
-            select(_GENERATION_COLUMN, _LAST_SEEN, *sensor_info_columns(registry)).where(_THE_ROW)
-        )
-        return self._self_check
 
     def _authenticated(
         self,
@@ -402,16 +407,14 @@ class BearerTokenSecurityPolicy:
 # The row's key inline, not a parameter: the token lookup keeps its one parameter, and the
 # generation check runs as compiled on every driver.
 _THE_ROW = CredentialGeneration.id == literal_column("1")
-_GENERATION_COLUMN = CredentialGeneration.generation
-_GENERATION = select(_GENERATION_COLUMN).where(_THE_ROW)
+_GENERATION = select(CredentialGeneration.generation).where(_THE_ROW)
 # The check is the only read a request of a remembered sensor makes to authenticate, so it runs
 # on the driver (the core's DriverRead: outside the request's session unless that has begun). A
 # single-event POST touches the database nowhere else (its rows go to the group-commit writer);
 # for this one read, beginning the request's session cost it ~190 µs on SQLite, a SQLAlchemy
 # Connection ~70 µs, the driver's cursor ~12 µs (make bench-breakdown). GET /api/v1/sensor's
-# check (_build_self_check) brings the last-seen time and the other plugins' columns, and the
-# view reads nothing of its own; elsewhere those subqueries would cost every request for
-# nothing.
+# check (_self_reads) brings the last-seen time and the other plugins' columns, and the view
+# reads nothing of its own; elsewhere those subqueries would cost every request for nothing.
 _GENERATION_READ = DriverRead(_GENERATION)
 _LAST_SEEN = (
     select(Sensor.last_seen_at)
@@ -419,6 +422,20 @@ _LAST_SEEN = (
     .scalar_subquery()
     .label("last_seen_at")
 )
+
+
+def _self_reads(info_columns) -> tuple[DriverRead, DriverRead]:
+    """GET /api/v1/sensor's answer in one statement either way, other plugins' columns last:
+    a remembered lookup's check (the generation, the last-seen time) and, when no lookup was
+    reused, the profile's read."""
+    return (
+        DriverRead(
+            select(CredentialGeneration.generation, _LAST_SEEN, *info_columns).where(_THE_ROW)
+        ),
+        DriverRead(select(*PROFILE_COLUMNS, *info_columns).where(Sensor.id == SENSOR_ID)),
+    )
+
+
 _BUMP_GENERATION = (
     update(CredentialGeneration)
     .where(_THE_ROW)

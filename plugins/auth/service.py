@@ -1,8 +1,7 @@
 """Sensor and token operations shared by the HTTP API and ``sensorhub-admin sensor``.
 
 Functions take a session joined to the caller's transaction and never commit: the request (or
-the admin command's ``with request.tm``) decides; :func:`sensor_profile`, on every sensor's
-``GET /api/v1/sensor``, takes the request and reads on the driver. The raw token exists only in
+the admin command's ``with request.tm``) decides. The raw token exists only in
 the return value of :func:`create_sensor` / :func:`issue_token`; only its hash and a short hint
 are stored.
 A bad value raises :class:`sensorhub.errors.FieldError`, which the API answers with a 422.
@@ -12,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 
-from sensorhub.db import DriverRead
 from sensorhub.errors import FieldError
 from sensorhub.models import Sensor
 from sensorhub.timestamps import utcnow
@@ -101,22 +99,15 @@ def get_sensor(dbsession, sensor_id: str) -> Sensor | None:
     return dbsession.get(Sensor, sensor_id)
 
 
-# What a sensor reads about itself: (id, name, created_at, last_seen_at, meta).
-Profile = tuple[str, str, datetime, datetime | None, Any]
-
-_SENSOR_PROFILE = DriverRead(
-    select(
-        Sensor.id, Sensor.name, Sensor.created_at, Sensor.last_seen_at, Sensor.meta.label("meta")
-    ).where(Sensor.id == bindparam("key"))
+# What a sensor reads about itself (GET /api/v1/sensor): these columns, as a Profile.
+PROFILE_COLUMNS = (
+    Sensor.id,
+    Sensor.name,
+    Sensor.created_at,
+    Sensor.last_seen_at,
+    Sensor.meta.label("meta"),
 )
-
-
-def sensor_profile(request, sensor_id: str) -> Profile | None:
-    """What a sensor may read about itself: ``(id, name, created_at, last_seen_at, meta)``. Read
-    by ``GET /api/v1/sensor`` when its authentication did not reuse a remembered lookup (which
-    brings the same, see ``BearerTokenSecurityPolicy.remembered_self``), so on the driver
-    (the core's ``DriverRead``), in the request's transaction only if one has begun."""
-    return cast(Profile | None, _SENSOR_PROFILE.first(request, key=sensor_id))
+Profile = tuple[str, str, datetime, datetime | None, Any]
 
 
 def sensor_tokens(dbsession, sensor_id: str) -> list[SensorToken]:

@@ -22,7 +22,6 @@ from pyramid.httpexceptions import HTTPNotFound
 from sensorhub.api import API_PREFIX
 from sensorhub.errors import FieldError, problem
 from sensorhub.identity import ADMIN, SENSOR, AdminIdentity
-from sensorhub.sensor_info import read_sensor_info
 from sensorhub.timestamps import parse_datetime
 from sensorhub.validation import body_of, query_of
 
@@ -97,16 +96,12 @@ def own_sensor(request):
     asked = query_of(request, schema.OwnSensorQuery).sensorId
     if asked is not None and asked != identity.sensor_id:
         raise problem(403, "a sensor may only read itself: sensorId must be your own id")
-    # A remembered lookup's check brought the answer, as fresh as a read (remembered_self).
-    remembered = request.registry["sensorhub.auth.policy"].remembered_self(request)
-    if remembered is not None:
-        profile, info = remembered
-    else:
-        found = service.sensor_profile(request, identity.sensor_id)
-        if found is None:  # deleted since this request authenticated
-            raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
-        profile, info = found, read_sensor_info(request, identity.sensor_id)
-    sensor_id, name, created_at, last_seen_at, meta = profile
+    # A remembered lookup's check brought the answer, as fresh as a read; else one read.
+    policy = request.registry["sensorhub.auth.policy"]
+    answer = policy.remembered_self(request) or policy.read_self(request, identity.sensor_id)
+    if answer is None:  # deleted since this request authenticated
+        raise HTTPNotFound(f"no sensor {identity.sensor_id!r}")
+    (sensor_id, name, created_at, last_seen_at, meta), info = answer
     info.update(
         {
             "sensorId": sensor_id,

@@ -555,7 +555,10 @@ def test_a_remembered_sensor_reads_its_exact_counters_with_its_credential_check(
     # The counters are columns contributed through the core's sensor_info contract: the one
     # statement that checks a remembered sensor's credentials reads them too.
     _, headers = sensor
-    testapp.get("/api/v1/sensor", headers=headers)  # looked up, then remembered
+    with recording_statements(app.registry["dbengine"]) as looked_up:
+        testapp.get("/api/v1/sensor", headers=headers)  # looked up, then remembered
+    [counters_read] = [statement for statement in looked_up if "ingest_sensor_stats" in statement]
+    assert "sensors.name" in counters_read  # read with the profile, one statement
     post_events(testapp, headers, [{"type": "t"}, {"type": "t"}])
     with recording_statements(app.registry["dbengine"]) as statements:
         info = testapp.get("/api/v1/sensor", headers=headers).json
