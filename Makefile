@@ -84,6 +84,12 @@ deploy-test: install debian-packages ## the deployment story for real: releases,
 bench: install ## issue 14's targets on 127.0.0.1, PASS/FAIL, and their floors: 1 process, then 2 vs 1 (~13 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Two trees side by side under the same load (noise on this VM moves more between runs than most
+# changes do): the work tree vs BASE, server CPU a request.
+bench-compare: install ## make bench-compare BASE=<git revision>: the work tree vs BASE, side by side under load (~4 min)
+	$(if $(BASE),,$(error give the revision to compare with, e.g. make bench-compare BASE=HEAD~1))
+	$(BIN)/python -m bench.compare $(BASE) $(BENCH_ARGS)
+
 # The stored pass alone: the main and scaling passes are `make bench`'s; the fill is kept.
 bench-stored: install ## ingest on 10M stored events vs an empty database (fills var/bench/ once, minutes)
 	$(BIN)/python -m bench --stored 10000000 --skip main,scaling --no-decoders $(BENCH_ARGS)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from .serve import BARE_DRIVER
 
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
+CODE_DIR = Path(__file__).resolve().parent.parent
 
 
 def migrate(settings: dict) -> None:
@@ -48,6 +49,11 @@ def migrate(settings: dict) -> None:
         migrations.upgrade(engine, migrations.plugin_locations(with_tables, settings))
     finally:
         engine.dispose()
+
+
+_MIGRATE_IN_CWD = (
+    "import json, sys; from bench.servers import migrate; migrate(json.loads(sys.argv[1]))"
+)
 
 
 class BenchError(Exception):
@@ -70,6 +76,10 @@ class Server:
     workers: int = 1
     http_server: str = "waitress"  # bench.serve --server: waitress, gunicorn or granian
     app: str = "hello"  # when plugins is None: bench.serve's 'hello', 'pyramid' or 'bare'
+    # The tree whose code the server runs (its working directory; bench.compare's other
+    # revision), this one's by default; and settings added to its ini.
+    code_dir: Path = CODE_DIR
+    extra_settings: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen | None = None
     sensors: list[Sensor] = field(default_factory=list)
@@ -139,7 +149,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self._environ(),
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=self.code_dir,
                 start_new_session=True,  # its own process group, signalled as a whole
             )
         deadline = time.monotonic() + timeout
@@ -247,7 +257,7 @@ class Server:
         }
         if "logging" in self.plugins:
             settings["sensorhub.logging.format"] = "json"  # the production renderer
-        return settings
+        return {**settings, **self.extra_settings}
 
     def _write_ini(self) -> Path:
         lines = ["[app:main]", "use = egg:sensorhub"]
@@ -283,7 +293,23 @@ class Server:
         return path
 
     def _migrate(self) -> None:
-        migrate(self.settings())
+        if self.code_dir == CODE_DIR:
+            migrate(self.settings())
+            return
+        # Another tree's server: its own code makes its schema.
+        result = subprocess.run(
+            [sys.executable, "-c", _MIGRATE_IN_CWD, json.dumps(self.settings())],
+            cwd=self.code_dir,
+            env=self._environ(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode:
+            raise BenchError(
+                f"migrating {self.name}'s database with {self.code_dir}'s code failed:\n"
+                f"{result.stdout}{result.stderr}"
+            )
 
     # -- HTTP
 

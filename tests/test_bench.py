@@ -8,6 +8,7 @@ bench's documented answer when wrk is missing (exit 2 with the install command).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -231,3 +232,53 @@ def test_a_ratio_next_to_its_threshold_shows_which_side_it_is_on():
     assert _ratio(0.5049, 0.5) == "0.505x"
     assert _ratio(0.5312, 0.6) == "0.53x"
     assert _ratio(1.7, 1.7) == "1.700x"
+
+
+def worktrees() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+COMPARE_RUN = ["bench.compare", "HEAD", "--rounds", "1", "--duration", "1", "--sensors", "2"]
+needs_git = pytest.mark.skipif(
+    not (ROOT / ".git").exists(), reason="bench.compare checks out a git revision"
+)
+
+
+@needs_git
+def test_compare_serves_the_base_revision_from_its_own_checkout_beside_the_work_tree():
+    result = run_module(*COMPARE_RUN, "--scenarios", "api_root,sensor_self")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    # Where each server really ran, as /proc saw it: the code it imported.
+    base_dir = re.search(r"^base: serving from (\S+)$", out, re.M).group(1)
+    this_dir = re.search(r"^this: serving from (\S+)$", out, re.M).group(1)
+    assert Path(this_dir) == ROOT
+    assert "sensorhub-compare-base-" in base_dir
+    assert not Path(base_dir).exists(), "the base checkout was left behind"
+    assert base_dir not in worktrees(), "the base worktree was left registered"
+    for scenario in ("api_root", "sensor_self"):
+        for tree in ("base", "this"):
+            assert re.search(rf"^{scenario}\s+{tree}\s+[\d,]+\s+[\d,]+\s+[\d.]+", out, re.M)
+    assert re.search(r"sensor_self\s+this\s+.*\s0\.\d{3}\s", out), "no ratio to api_root"
+    assert "work tree ÷ base, CPU a request (medians): api_root " in out
+
+
+@needs_git
+def test_compare_applies_a_setting_to_the_work_tree_only_and_fails_on_refusals():
+    # A per-sensor limit of 1 request a second: the work tree's sensors get 429s, BASE's none.
+    result = run_module(
+        *COMPARE_RUN, "--scenarios", "sensor_self", "--setting", "sensorhub.auth.sensor_rate=1"
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("answers that were not a 2xx, or socket errors: this: ")
+    assert "base" not in verdict
+
+
+@needs_git
+def test_compare_names_a_revision_it_cannot_check_out():
+    result = run_module("bench.compare", "no-such-revision-anywhere")
+    assert result.returncode == 2
+    assert "could not check out 'no-such-revision-anywhere'" in result.stderr
