@@ -27,21 +27,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import wrk
-from .report import per_run_figures
+from .memory import PROC, group_stats
+from .run import run_scenario
 from .scenarios import ALL_PLUGINS, SCENARIOS
 from .servers import BenchError, Server
 
 ROOT = Path(__file__).resolve().parent.parent
-PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time
 
 # SensorHub's own scenarios only: the hello and bare apps are not code under comparison.
@@ -66,6 +65,7 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=8, help="request threads (8)")
     parser.add_argument("--sensors", type=int, default=64, help="sensors per server (64)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument(
         "--setting",
         action="append",
@@ -90,20 +90,14 @@ def parse_args(argv):
 def group_usage(group: int) -> tuple[float, int]:
     """CPU seconds and context switches so far of every process in process group ``group``."""
     cpu, switches = 0.0, 0
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, fields in group_stats(group).items():
+        cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
         try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces
-            if int(fields[2]) != group:
-                continue
-            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-            for task in (entry / "task").iterdir():
+            for task in (PROC / str(pid) / "task").iterdir():
                 for line in (task / "status").read_text().splitlines():
-                    if "ctxt_switches:" in line:
+                    if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
                         switches += int(line.split()[1])
-        except (OSError, ValueError):  # gone meanwhile
+        except OSError:  # gone meanwhile
             continue
     return cpu, switches
 
@@ -112,36 +106,22 @@ def group_usage(group: int) -> tuple[float, int]:
 class Side:
     label: str
     server: Server
-    runs: dict[str, list[dict]] = field(default_factory=dict)
+    runs: dict[str, list[dict]]  # scenario -> each measured round's figures
     errors: int = 0
 
 
 def measure(side: Side, name: str, wrk_path: str, args, duration: int) -> dict:
-    scenario = COMPARABLE[name]
+    """One wrk run of scenario ``name`` on ``side``, as the load bench runs it, with what the
+    server's processes spent on it."""
     server = side.server
-    wrk_args = dict(scenario.args)
-    if server.sensors:
-        wrk_args["sensors"] = str(server.sensors_file)
-    if scenario.events_per_request:
-        wrk_args["nonce"] = secrets.token_hex(4)  # every event new: one row each
     assert server.process is not None
     cpu_before, switches_before = group_usage(server.process.pid)
-    result = wrk.run(
-        wrk_path,
-        server.url(),
-        wrk.script_path(scenario.script, server.workdir),
-        wrk_args,
-        duration=duration,
-        connections=args.connections,
-        threads=2,
-    )
+    figures = run_scenario(COMPARABLE[name], server, None, wrk_path, server.workdir, args, duration)
     cpu_after, switches_after = group_usage(server.process.pid)
-    figures = per_run_figures(result, scenario.events_per_request)
-    statuses = figures["statuses"]
     side.errors += figures["socket_errors"] + sum(
-        count for status, count in statuses.items() if not 200 <= status < 300
+        count for status, count in figures["statuses"].items() if not 200 <= status < 300
     )
-    answered = max(result["requests"], 1)
+    answered = max(figures["wrk"]["requests"], 1)
     return {
         "req_per_s": figures["req_per_s"],
         "cpu_us": (cpu_after - cpu_before) / answered * 1e6,
@@ -188,7 +168,8 @@ def report(sides: list[Side], names: list[str]) -> None:
 
 
 def worktree(base: str, directory: Path) -> Path:
-    # A name of its own: git names a worktree's records after its directory.
+    # A name of its own: git names a worktree's records after its directory. (setup.cfg's
+    # coverage omit matches this prefix: another revision's code is not this tree's coverage.)
     path = Path(tempfile.mkdtemp(prefix="sensorhub-compare-base-", dir=directory))
     result = subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(path), base],
@@ -231,7 +212,7 @@ def main(argv=None) -> int:
                     code_dir=code_dir,
                     extra_settings=extra if label == "this" else {},
                 )
-                sides.append(Side(label, server))
+                sides.append(Side(label, server, {name: [] for name in names}))
                 server.start()
                 server.provision_sensors(args.sensors)
             described = f"base {args.base} vs the work tree"
@@ -243,14 +224,12 @@ def main(argv=None) -> int:
                 print(f"{side.label}: serving from {directory_of}")
             print(
                 f"{described}: {sides[0].server.describe_server()}, {args.sensors} sensors, "
-                f"wrk 2 x {args.connections} connections, {args.rounds} rounds of "
+                f"wrk {args.wrk_threads} x {args.connections} connections, {args.rounds} rounds of "
                 f"{args.duration}s per scenario and tree, order swapped every round"
             )
             for side in sides:  # warm-up, not counted
                 for name in names:
                     measure(side, name, wrk_path, args, 1)
-            for side in sides:
-                side.runs = {name: [] for name in names}
             for round_number in range(args.rounds):
                 order = sides if round_number % 2 == 0 else sides[::-1]
                 for side in order:

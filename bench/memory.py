@@ -13,24 +13,31 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
-def _parent_and_group(pid: int) -> tuple[int, int] | None:
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (``state ppid pgrp … utime stime …``), or
+    None when the process is gone."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:  # gone meanwhile
         return None
     # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[2])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def group_stats(group: int) -> dict[int, list[str]]:
+    """Each process of process group ``group``: its :func:`stat_fields`."""
+    members = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = stat_fields(int(entry.name))
+            if fields and int(fields[2]) == group:
+                members[int(entry.name)] = fields
+    return members
 
 
 def serving_processes(group: int) -> list[int]:
     """The leaves of process group ``group``'s tree."""
-    parents = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            found = _parent_and_group(int(entry.name))
-            if found and found[1] == group:
-                parents[int(entry.name)] = found[0]
+    parents = {pid: int(fields[1]) for pid, fields in group_stats(group).items()}
     has_children = set(parents.values())
     return sorted(pid for pid in parents if pid not in has_children)
 
