@@ -176,11 +176,10 @@ SCENARIOS = (
 )
 
 # Each reruns on the bare-driver app as "bare_<name>": what the endpoint's storage work costs with
-# nothing else, the floor under its target (SQLite only: the app speaks sqlite3). Not single
-# events: SensorHub's group commit shares a transaction between requests, which the bare app's
-# transaction per request does not, so SensorHub beats it there.
+# nothing else, the floor under its target (SQLite only: the app speaks sqlite3).
 BARE_DRIVER_SCENARIOS = (
     "sensor_self",
+    "ingest_single",
     "ingest_batch100",
     "ingest_batch1000",
     "events_read",

@@ -147,17 +147,18 @@ def test_each_endpoint_has_a_floor_from_the_same_work_on_the_bare_driver(tmp_pat
     database and sensors: its writes are checked like SensorHub's (nothing lost or extra, the
     sensors' counters equal to the rows), and each endpoint gets a floor: api_root plus that
     work, against the endpoint's target."""
-    bare = "bare_sensor_self,bare_events_read,bare_ingest_batch100"
-    floor_run = [*LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1], f"api_root,{bare}"]
+    bare = "bare_sensor_self,bare_ingest_single,bare_events_read,bare_ingest_batch100"
+    floor_run = [*LOAD_RUN[: LOAD_RUN.index("--scenarios") + 1], f"api_root,ingest_single,{bare}"]
     result = run_module(*floor_run, "--skip", "scaling", "--results-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "framework-less app on the bare sqlite3 driver" in result.stdout
     assert "sensorhub plugins: logging metrics auth ingest" in result.stdout  # its database
     assert target_row(result.stdout, "no errors").endswith("PASS")
-    assert "every check passed (1 ingest scenarios)" in target_row(result.stdout, "no lost")
+    assert "every check passed (3 ingest scenarios)" in target_row(result.stdout, "no lost")
     floors = result.stdout.split("floors measured in the same run:", 1)[1]
     for name, unit in (
         ("sensor_self", "x"),
+        ("ingest_single", "x"),
         ("events_read", "x"),
         ("ingest_batch100", " events/s"),
     ):
@@ -165,6 +166,37 @@ def test_each_endpoint_has_a_floor_from_the_same_work_on_the_bare_driver(tmp_pat
         figure = row.split("bare driver", 1)[1].split("the same storage work")[0].strip()
         assert figure.endswith(unit) and float(figure.removesuffix(unit).replace(",", "")) > 0
         assert "above this floor, out of reach" in row or "the gap is SensorHub's own work" in row
+        # How near SensorHub came, for the endpoints it ran beside its floor.
+        assert ("SensorHub reached" in row) == (name == "ingest_single"), row
+
+
+def test_the_bare_driver_stores_a_single_event_in_one_statement_for_its_token_only(tmp_path):
+    """The floor's single-event write: the token's lookup, the row and its count in one
+    statement; a resent key is a duplicate and an unknown token a 401, with nothing stored."""
+    from webtest import TestApp
+
+    from bench.bare_driver import make_app
+    from bench.breakdown import build
+
+    path = tmp_path / "bare.db"
+    sensorhub = build(f"sqlite:///{path}")  # migrated, one sensor with its token
+    bare = TestApp(make_app(str(path)))
+    own = {"Authorization": f"Bearer {sensorhub.token}"}
+    event = {"eventId": "e-1", "type": "temperature", "value": 21.5, "ts": 1_765_000_000_000}
+
+    stored = bare.post_json("/api/v1/events", event, headers=own, status=201)
+    resent = bare.post_json("/api/v1/events", event, headers=own, status=201)
+    stranger = {"Authorization": "Bearer shs_" + "0" * 38}
+    bare.post_json("/api/v1/events", {**event, "eventId": "e-2"}, headers=stranger, status=401)
+
+    assert (stored.json, resent.json) == (
+        {"accepted": 1, "duplicates": 0},
+        {"accepted": 0, "duplicates": 1},
+    )
+    counters = bare.get("/api/v1/sensor", headers=own).json
+    assert (counters["eventCount"], counters["duplicateCount"]) == (1, 1)
+    page = bare.get("/api/v1/events?limit=10", headers=own).json["events"]
+    assert [event["eventId"] for event in page] == ["e-1"]
 
 
 def test_the_bare_driver_scenarios_are_skipped_on_another_database(tmp_path):
