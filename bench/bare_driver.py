@@ -125,7 +125,7 @@ def make_app(path: str):
             for item in items
         ]
         with writing:
-            if len(rows) == 1 and rows[0][1] is not None:
+            if len(rows) == 1 and rows[0][1] is not None:  # one event, with an eventId
                 try:
                     db.execute(_INSERT_ONE_NEW, rows[0])
                     return "201 Created", {"accepted": 1, "duplicates": 0}

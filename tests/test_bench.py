@@ -170,8 +170,8 @@ def test_each_endpoint_has_a_floor_from_the_same_work_on_the_bare_driver(tmp_pat
         assert ("SensorHub reached" in row) == (name == "ingest_single"), row
 
 
-def test_the_bare_driver_stores_a_single_event_in_one_statement_for_its_token_only(tmp_path):
-    """The floor's single-event write: the token's lookup, the row and its count in one
+def test_the_bare_driver_stores_a_single_event_in_one_statement(tmp_path):
+    """The floor's single-event write: after the token's lookup, the row and its count in one
     statement; a resent key is a duplicate and an unknown token a 401, with nothing stored."""
     from webtest import TestApp
 
